@@ -1,0 +1,256 @@
+//! Options and route conditions of the tcp bindings, as zilla.yaml spells them.
+
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Options of the `tcp` binding (server and client).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpOptions {
+    /// Server: the interface to listen on (`0.0.0.0`). Client: the host name or IP to connect to.
+    pub host: String,
+    /// Server: every port to listen on. Client: the port to connect to (the first one given).
+    pub port: Ports,
+}
+
+/// A set of ports: a number, a `"N"` or `"N-M"` string, or a list of those.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(try_from = "PortsConfig")]
+pub struct Ports(pub Vec<RangeInclusive<u16>>);
+
+/// The written form of [`Ports`].
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PortsConfig {
+    /// One port or range.
+    One(PortConfig),
+    /// Several ports or ranges.
+    Many(Vec<PortConfig>),
+}
+
+/// One port (`7114`) or range (`"9000-9001"`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PortConfig {
+    /// A port number.
+    Number(u16),
+    /// `"N"` or `"N-M"`.
+    Text(String),
+}
+
+impl TryFrom<PortsConfig> for Ports {
+    type Error = String;
+
+    fn try_from(c: PortsConfig) -> Result<Self, String> {
+        let items = match c {
+            PortsConfig::One(p) => vec![p],
+            PortsConfig::Many(ps) => ps,
+        };
+        if items.is_empty() {
+            return Err("expected at least one port".into());
+        }
+        items
+            .into_iter()
+            .map(|p| match p {
+                PortConfig::Number(n) => Ok(n..=n),
+                PortConfig::Text(t) => parse_range(&t),
+            })
+            .collect::<Result<_, _>>()
+            .map(Ports)
+    }
+}
+
+fn parse_range(t: &str) -> Result<RangeInclusive<u16>, String> {
+    let bad = || {
+        format!(
+            "invalid port '{t}': expected a number from 0 to 65535 or a range like \"9000-9010\""
+        )
+    };
+    match t.split_once('-') {
+        Some((a, b)) => {
+            let (a, b): (u16, u16) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
+            if a > b {
+                return Err(format!("invalid port range '{t}': {a} is greater than {b}"));
+            }
+            Ok(a..=b)
+        }
+        None => t.trim().parse().map(|n| n..=n).map_err(|_| bad()),
+    }
+}
+
+impl Ports {
+    /// True if `port` is in the set.
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.iter().any(|r| r.contains(&port))
+    }
+
+    /// Every port, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        self.0.iter().flat_map(|r| r.clone())
+    }
+
+    /// How many ports.
+    pub fn len(&self) -> usize {
+        self.0
+            .iter()
+            .map(|r| usize::from(r.end() - r.start()) + 1)
+            .sum()
+    }
+
+    /// Never true: parsing rejects an empty set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One `when` condition of a tcp route; every field given must match.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(try_from = "TcpConditionConfig")]
+pub struct TcpCondition {
+    authority: Option<String>,
+    cidr: Option<(IpAddr, u8)>,
+    port: Option<Ports>,
+}
+
+/// The written form of [`TcpCondition`].
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConditionConfig {
+    /// Host name pattern (`*` matches any run of characters).
+    pub authority: Option<String>,
+    /// Network in `address/bits` form, e.g. `127.0.0.0/8`.
+    pub cidr: Option<String>,
+    /// Port or ports.
+    pub port: Option<Ports>,
+}
+
+impl TryFrom<TcpConditionConfig> for TcpCondition {
+    type Error = String;
+
+    fn try_from(c: TcpConditionConfig) -> Result<Self, String> {
+        let cidr = match c.cidr {
+            Some(s) => Some(parse_cidr(&s)?),
+            None => None,
+        };
+        Ok(TcpCondition {
+            authority: c.authority,
+            cidr,
+            port: c.port,
+        })
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let bad = || format!("invalid cidr '{s}': expected address/bits, e.g. 10.0.0.0/8");
+    let (addr, bits) = s.split_once('/').ok_or_else(bad)?;
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let bits: u8 = bits.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if bits > max {
+        return Err(format!(
+            "invalid cidr '{s}': at most {max} bits for this address"
+        ));
+    }
+    Ok((addr, bits))
+}
+
+fn in_network(ip: IpAddr, (net, bits): (IpAddr, u8)) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// `*` matches any run of characters; everything else literally; whole value.
+pub(crate) fn glob_match(pattern: &str, value: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern.eq_ignore_ascii_case(value);
+    }
+    let v = value.to_ascii_lowercase();
+    let mut rest = v.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        let part = part.to_ascii_lowercase();
+        if i == 0 {
+            match rest.strip_prefix(part.as_str()) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part.as_str());
+        } else {
+            match rest.find(part.as_str()) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+impl TcpCondition {
+    /// True if every field given matches `ip`, `port` and `host`.
+    pub fn matches(&self, ip: Option<IpAddr>, port: u16, host: Option<&str>) -> bool {
+        if let Some(ports) = &self.port {
+            if !ports.contains(port) {
+                return false;
+            }
+        }
+        if let Some(cidr) = self.cidr {
+            if !ip.is_some_and(|ip| in_network(ip, cidr)) {
+                return false;
+            }
+        }
+        if let Some(authority) = &self.authority {
+            if !host.is_some_and(|h| glob_match(authority, h)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_forms() {
+        let p: Ports = serde_yaml::from_str("[7143, \"9000-9001\", \"80\"]").unwrap();
+        assert_eq!(p.iter().collect::<Vec<_>>(), vec![7143, 9000, 9001, 80]);
+        assert!(serde_yaml::from_str::<Ports>("\"9-1\"").is_err());
+        assert!(serde_yaml::from_str::<Ports>("[]").is_err());
+    }
+
+    #[test]
+    fn conditions() {
+        let c: TcpCondition = serde_yaml::from_str("{cidr: 127.0.0.0/8, port: 7114}").unwrap();
+        assert!(c.matches(Some("127.0.0.1".parse().unwrap()), 7114, None));
+        assert!(!c.matches(Some("10.0.0.1".parse().unwrap()), 7114, None));
+        assert!(!c.matches(Some("127.0.0.1".parse().unwrap()), 7115, None));
+        let a: TcpCondition = serde_yaml::from_str("{authority: \"*.example.com\"}").unwrap();
+        assert!(a.matches(None, 1, Some("api.example.com")));
+        assert!(!a.matches(None, 1, Some("example.org")));
+    }
+}

@@ -1,0 +1,296 @@
+//! The `tcp` bindings: `server` accepts connections and routes each as a stream; `client` opens
+//! a connection for each stream routed to it.
+//!
+//! ```yaml
+//! north_tcp_server:
+//!   type: tcp
+//!   kind: server
+//!   options: { host: 0.0.0.0, port: [7114, "9000-9001"] }
+//!   routes:
+//!     - when: [ { port: 7114 } ]
+//!       exit: north_http_server
+//! south_tcp_client:
+//!   type: tcp
+//!   kind: client
+//!   options: { host: sse-server, port: 8001 }
+//! ```
+
+mod config;
+mod listeners;
+mod pump;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto_tcp::{Address, Tcp, TcpBegin};
+use tokio::net::TcpStream;
+use tokio_util_shim::CancelOnDrop;
+use zilla_engine::{
+    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError, Frame,
+    Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Stream,
+};
+
+pub use config::{Ports, TcpCondition, TcpOptions};
+
+/// The `tcp` binding type.
+#[derive(Debug)]
+pub struct TcpFactory;
+
+zilla_engine::inventory::submit! { BindingDescriptor::new::<TcpFactory>() }
+
+/// How long a client waits for a connection before refusing the stream.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl BindingFactory for TcpFactory {
+    const TYPE: &'static str = "tcp";
+    const KINDS: &'static [Kind] = &[Kind::Server, Kind::Client];
+    type Options = TcpOptions;
+    type When = TcpCondition;
+    type With = Nothing;
+
+    fn protocols(kind: Kind) -> Protocols {
+        match kind {
+            Kind::Server => Protocols::emits::<Tcp>(),
+            _ => Protocols::accepts::<Tcp>(),
+        }
+    }
+
+    fn build(mut cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
+        match cx.kind {
+            Kind::Server => {
+                let options = cx.require_options().map_err(|e| vec![e])?;
+                cx.require_exit().map_err(|e| vec![e])?;
+                let mut errors = Vec::new();
+                for (i, r) in cx.routes.iter().enumerate() {
+                    if r.exit.is_none() {
+                        errors.push(cx.error(
+                            &format!("routes[{i}]"),
+                            "a tcp server route needs an `exit`",
+                        ));
+                    }
+                }
+                if options.port.len() > 1024 {
+                    errors.push(cx.error("options.port", "at most 1024 ports per binding"));
+                }
+                if !errors.is_empty() {
+                    return Err(errors);
+                }
+                Ok(Box::new(TcpServer {
+                    name: cx.qualified_name(),
+                    host: options.host,
+                    ports: options.port,
+                    routes: Arc::new(cx.routes),
+                    running: Mutex::new(Vec::new()),
+                }))
+            }
+            _ => {
+                if cx.has_exit {
+                    return Err(vec![ConfigError::at_key(cx.path("exit"), "a tcp client has no `exit`: it connects to its `options.host` and `options.port`")]);
+                }
+                let target = cx.options.take().map(|o| {
+                    let port = o.port.iter().next().unwrap_or(0);
+                    (o.host, port)
+                });
+                Ok(Box::new(TcpClient(Arc::new(ClientInner {
+                    name: cx.qualified_name(),
+                    target,
+                    routes: cx.routes,
+                }))))
+            }
+        }
+    }
+}
+
+mod tokio_util_shim {
+    //! A tiny cancel-on-drop flag for accept loops (avoids a tokio-util dependency here).
+    use tokio::sync::watch;
+
+    /// Stops the accept loop it was made for when dropped or cancelled.
+    #[derive(Debug)]
+    pub(crate) struct CancelOnDrop(pub(crate) watch::Sender<bool>);
+
+    impl CancelOnDrop {
+        pub(crate) fn new() -> (Self, watch::Receiver<bool>) {
+            let (tx, rx) = watch::channel(false);
+            (CancelOnDrop(tx), rx)
+        }
+    }
+
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(true);
+        }
+    }
+}
+
+struct TcpServer {
+    name: String,
+    host: String,
+    ports: Ports,
+    routes: Arc<Routes<TcpCondition, Nothing>>,
+    running: Mutex<Vec<CancelOnDrop>>,
+}
+
+impl Binding for TcpServer {
+    fn attach(&self, graph: &Arc<Graph>) -> Result<Vec<String>, String> {
+        let mut endpoints = Vec::new();
+        let mut started = Vec::new();
+        for port in self.ports.iter() {
+            let listener = listeners::listen(&self.host, port)?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            endpoints.push(format!("tcp://{local}"));
+            let (stop, mut stopped) = CancelOnDrop::new();
+            started.push(stop);
+            let graph = graph.clone();
+            let routes = self.routes.clone();
+            let name = self.name.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stopped.changed() => break,
+                        accepted = listener.accept() => match accepted {
+                            Ok((socket, peer)) => accept(&graph, &routes, &name, socket, peer),
+                            Err(e) => {
+                                // Out of file descriptors and the like: back off, don't spin.
+                                tracing::warn!(binding = %name, error = %e, "accept failed");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(started);
+        Ok(endpoints)
+    }
+
+    fn detach(&self) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+fn accept(
+    graph: &Arc<Graph>,
+    routes: &Routes<TcpCondition, Nothing>,
+    name: &str,
+    socket: TcpStream,
+    peer: SocketAddr,
+) {
+    let Ok(local) = socket.local_addr() else {
+        return;
+    };
+    let _ = socket.set_nodelay(true);
+    let route = routes.resolve(graph, None, |c| {
+        c.matches(Some(local.ip()), local.port(), None)
+    });
+    let Some(exit) = route.and_then(|r| r.exit) else {
+        tracing::debug!(binding = %name, %peer, "no route: connection closed");
+        return;
+    };
+    let begin = TcpBegin {
+        source: Some(peer),
+        destination: Some(Address::Socket(local)),
+    };
+    match graph.open::<Tcp>(exit, begin, None) {
+        Ok((tx, rx)) => graph.spawn(pump::pump(socket, tx, rx)),
+        Err(_) => {
+            tracing::debug!(binding = %name, %peer, exit = %graph.name(exit), "stream refused: connection closed")
+        }
+    }
+}
+
+struct ClientInner {
+    name: String,
+    target: Option<(String, u16)>,
+    routes: Routes<TcpCondition, Nothing>,
+}
+
+struct TcpClient(Arc<ClientInner>);
+
+impl Binding for TcpClient {
+    fn handler(&self) -> Option<AnyHandler> {
+        Some(AnyHandler::new::<Tcp>(self.0.clone()))
+    }
+}
+
+impl Handler<Tcp> for ClientInner {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset> {
+        let target = match (&self.target, &stream.begin.destination) {
+            (Some((host, port)), _) => Address::Host(host.clone(), *port),
+            (None, Some(dest)) => dest.clone(),
+            (None, None) => return Err(Reset(None)),
+        };
+        if !self.routes.is_empty() {
+            let (ip, host) = match &target {
+                Address::Socket(a) => (Some(a.ip()), None),
+                Address::Host(h, _) => (h.parse().ok(), Some(h.as_str())),
+            };
+            if self
+                .routes
+                .resolve(graph, stream.session.as_deref(), |c| {
+                    c.matches(ip, target.port(), host)
+                })
+                .is_none()
+            {
+                return Err(Reset(None));
+            }
+        }
+        let graph2 = graph.clone();
+        let name = self.name.clone();
+        graph.spawn(async move {
+            let Stream {
+                rx,
+                mut tx,
+                trace_id,
+                ..
+            } = stream;
+            let connect = match &target {
+                Address::Socket(a) => {
+                    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(*a)).await
+                }
+                Address::Host(h, p) => {
+                    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((h.as_str(), *p)))
+                        .await
+                }
+            };
+            let socket = match connect {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    graph2.event(
+                        &name,
+                        "BINDING_TCP_CONNECT_FAILED",
+                        trace_id,
+                        format!("{target}: {e}"),
+                    );
+                    return; // dropping the halves refuses the stream
+                }
+                Err(_) => {
+                    graph2.event(
+                        &name,
+                        "BINDING_TCP_CONNECT_FAILED",
+                        trace_id,
+                        format!("{target}: timed out"),
+                    );
+                    return;
+                }
+            };
+            let _ = socket.set_nodelay(true);
+            let begin = TcpBegin {
+                source: socket.local_addr().ok(),
+                destination: socket.peer_addr().ok().map(Address::Socket),
+            };
+            if tx.push(Frame::Begin(begin)).is_err() {
+                return;
+            }
+            pump::pump(socket, tx, rx).await;
+        });
+        Ok(())
+    }
+}

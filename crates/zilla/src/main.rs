@@ -1,0 +1,224 @@
+//! The `zilla` command: `zilla start` runs the gateway described by a zilla.yaml.
+
+mod plugins;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use zilla_engine::{Engine, Properties, Reload, StartError};
+
+/// Event-streaming API gateway: Server-Sent Events proxy, JWT, schema validation, AsyncAPI.
+#[derive(Debug, Parser)]
+#[command(name = "zilla", disable_version_flag = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the engine in the foreground until SIGINT/SIGTERM.
+    Start(StartArgs),
+    /// Print the version.
+    Version,
+    /// Print the JSON Schema of zilla.yaml (for editors: yaml-language-server).
+    Schema,
+}
+
+#[derive(Debug, clap::Args)]
+struct StartArgs {
+    /// Config file [default: ./zilla.yaml, then /etc/zilla/zilla.yaml].
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// Print the effective config and per-stream events.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// Print error details and backtraces.
+    #[arg(short = 'e', long = "exception-traces")]
+    exception_traces: bool,
+    /// Runtime worker threads [default: one per core].
+    #[arg(short = 'w', long = "workers")]
+    workers: Option<usize>,
+    /// Engine property `name=value` (a bare name means `true`); repeatable.
+    #[arg(short = 'P', long = "property", value_name = "NAME=VALUE")]
+    properties: Vec<String>,
+    /// Print events to stdout even without a configured exporter.
+    #[arg(short = 'l', long = "logs")]
+    logs: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("zilla version {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Schema => {
+            plugins::link();
+            let schema = zilla_engine::schema::schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("schema is JSON")
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Start(args) => start(args),
+    }
+}
+
+fn config_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    for candidate in ["zilla.yaml", "/etc/zilla/zilla.yaml"] {
+        if Path::new(candidate).exists() {
+            return Ok(PathBuf::from(candidate));
+        }
+    }
+    Err("no config found: neither ./zilla.yaml nor /etc/zilla/zilla.yaml exists; pass one with -c FILE \
+         (examples/sse.proxy/zilla.yaml is a working example)"
+        .into())
+}
+
+fn start(args: StartArgs) -> ExitCode {
+    plugins::link();
+    let filter = if args.verbose { "debug" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if args.exception_traces && std::env::var_os("RUST_BACKTRACE").is_none() {
+        std::env::set_var("RUST_BACKTRACE", "1");
+    }
+    let path = match config_path(args.config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("zilla: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut properties = Properties::from_args(args.properties.iter().map(String::as_str));
+    if args.logs {
+        properties.set("zilla.engine.verbose.events", "true");
+    }
+    if args.verbose {
+        properties.set("zilla.engine.verbose", "true");
+    }
+    let workers = args
+        .workers
+        .or_else(|| {
+            properties
+                .get("zilla.engine.workers")
+                .and_then(|w| w.parse().ok())
+        })
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("zilla-worker")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zilla: cannot start {workers} worker threads: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(run(path, properties, args.verbose));
+    // Streams still open after the grace period are closed with the runtime.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+async fn run(path: PathBuf, properties: Properties, verbose: bool) -> ExitCode {
+    let engine = Engine::new(path, properties);
+    let started = match engine.start() {
+        Ok(s) => s,
+        Err(StartError::Config(d)) => {
+            eprintln!("{d}");
+            eprintln!(
+                "zilla: the config has {} error(s); nothing was started",
+                d.0.len()
+            );
+            return ExitCode::from(1);
+        }
+        Err(StartError::Attach(e)) => {
+            eprintln!("zilla: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for w in &started.warnings {
+        eprintln!("zilla: warning: {w}");
+    }
+    if verbose {
+        println!("{}", started.text.trim_end());
+    }
+    for (binding, endpoint) in &started.endpoints {
+        println!("{binding} listening on {endpoint}");
+    }
+
+    if engine.properties().bool("zilla.engine.config.watch", true) {
+        let interval = engine
+            .properties()
+            .duration("zilla.engine.config.watch.interval", Duration::from_secs(1));
+        tokio::spawn(
+            engine
+                .clone()
+                .watch(interval, move |outcome| match outcome {
+                    Reload::Applied(endpoints) => {
+                        tracing::info!("config reloaded");
+                        for (binding, endpoint) in &endpoints {
+                            println!("{binding} listening on {endpoint}");
+                        }
+                    }
+                    Reload::Invalid(d) => {
+                        eprintln!("{d}");
+                        eprintln!("zilla: config not reloaded: the running config keeps serving");
+                    }
+                    Reload::AttachFailed(e) => {
+                        eprintln!("zilla: {e}");
+                        eprintln!("zilla: config not reloaded: the running config keeps serving");
+                    }
+                    Reload::Unchanged => {}
+                }),
+        );
+    }
+
+    wait_for_signal().await;
+    let grace = engine
+        .properties()
+        .duration("zilla.engine.shutdown.grace", Duration::from_secs(5));
+    tracing::info!("stopping: no new connections; waiting up to {grace:?} for open streams");
+    if !engine.shutdown(grace).await {
+        tracing::warn!(
+            open = engine.active_tasks(),
+            "streams still open after the grace period are closed"
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

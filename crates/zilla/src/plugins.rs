@@ -1,0 +1,29 @@
+//! The plugin crates linked into this binary. A crate that is never named is not linked, so its
+//! `inventory` registrations would be lost: name every plugin crate here once.
+
+use binding_echo as _;
+use binding_tcp as _;
+
+/// Keeps the plugin crates linked (called once at start-up).
+pub(crate) fn link() {
+    // `use x as _` above is what links them; this function gives the module a call site.
+}
+
+/// The binding types this binary must offer.
+#[cfg(test)]
+pub(crate) const EXPECTED_BINDINGS: &[&str] = &["echo", "tcp"];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_expected_binding_type_is_registered() {
+        super::link();
+        let registered = zilla_engine::graph::registered();
+        for expected in super::EXPECTED_BINDINGS {
+            assert!(
+                registered.bindings.contains(expected),
+                "binding type '{expected}' not registered"
+            );
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The running engine: loads the config file, attaches its graph, reloads it on change and
+//! shuts down gracefully.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, Diagnostic, Diagnostics};
+use crate::graph::{self, BuildEnv, Graph};
+use crate::properties::Properties;
+
+/// Why the engine could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The config is invalid (every error found).
+    Config(Diagnostics),
+    /// A binding could not start (for example: port already in use).
+    Attach(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(d) => write!(f, "{d}"),
+            StartError::Attach(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum Reload {
+    /// The file text did not change.
+    Unchanged,
+    /// The new config is serving; these endpoints are listening.
+    Applied(Vec<(String, String)>),
+    /// The new config is invalid; the running one keeps serving.
+    Invalid(Diagnostics),
+    /// The new config could not start; the running one keeps serving.
+    AttachFailed(String),
+}
+
+/// The engine: one config file, one live graph at a time.
+#[derive(Debug)]
+pub struct Engine {
+    path: PathBuf,
+    properties: Arc<Properties>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    current: Mutex<Option<(Arc<Graph>, String)>>,
+}
+
+/// What a successful load produced, for `-v` output.
+#[derive(Debug)]
+pub struct Started {
+    /// `(binding, endpoint)` of every listener.
+    pub endpoints: Vec<(String, String)>,
+    /// Warnings (unset environment variables).
+    pub warnings: Vec<String>,
+    /// The effective config text (after expressions).
+    pub text: String,
+}
+
+impl Engine {
+    /// An engine for the config file at `path`.
+    pub fn new(path: impl Into<PathBuf>, properties: Properties) -> Arc<Engine> {
+        Arc::new(Engine {
+            path: path.into(),
+            properties: Arc::new(properties),
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            current: Mutex::new(None),
+        })
+    }
+
+    /// The config file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Properties.
+    pub fn properties(&self) -> &Properties {
+        &self.properties
+    }
+
+    fn read(&self) -> Result<String, Diagnostics> {
+        std::fs::read_to_string(&self.path).map_err(|e| {
+            Diagnostics(vec![Diagnostic {
+                file: self.path.display().to_string(),
+                position: None,
+                path: String::new(),
+                message: format!("cannot read the config file: {e} (pass another with -c FILE)"),
+            }])
+        })
+    }
+
+    fn build(&self, raw: &str) -> Result<(Config, Arc<Graph>), Diagnostics> {
+        let config = Config::parse(&self.path.display().to_string(), raw, |n| {
+            std::env::var(n).ok()
+        })?;
+        let env = BuildEnv {
+            properties: self.properties.clone(),
+            config_dir: self
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from(".")),
+            tracker: self.tracker.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        let graph = graph::build(&config, &env)?;
+        Ok((config, graph))
+    }
+
+    /// Loads, builds and attaches the config. Must run inside a tokio runtime.
+    pub fn start(&self) -> Result<Started, StartError> {
+        let raw = self.read().map_err(StartError::Config)?;
+        let (config, graph) = self.build(&raw).map_err(StartError::Config)?;
+        let endpoints = graph.attach().map_err(StartError::Attach)?;
+        let source = config
+            .namespaces
+            .first()
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
+        graph.event(&source, "ENGINE_STARTED", 0, "Engine Started.".into());
+        *self.lock() = Some((graph, raw));
+        Ok(Started {
+            endpoints,
+            warnings: config.warnings,
+            text: config.text,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Arc<Graph>, String)>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The live graph.
+    pub fn graph(&self) -> Option<Arc<Graph>> {
+        self.lock().as_ref().map(|(g, _)| g.clone())
+    }
+
+    /// Re-reads the config file and, if its text changed and it is valid, swaps in the new
+    /// graph: the new one attaches first (listeners on unchanged addresses are shared, so no
+    /// connection is refused in between), then the old one detaches. Open streams are not
+    /// touched. An invalid or failing config leaves the running one serving.
+    pub fn reload(&self) -> Reload {
+        let raw = match self.read() {
+            Ok(r) => r,
+            Err(d) => return Reload::Invalid(d),
+        };
+        let old = self.lock().clone();
+        if old.as_ref().is_some_and(|(_, text)| *text == raw) {
+            return Reload::Unchanged;
+        }
+        let (config, graph) = match self.build(&raw) {
+            Ok(x) => x,
+            Err(d) => return Reload::Invalid(d),
+        };
+        match graph.attach() {
+            Ok(endpoints) => {
+                if let Some((old, _)) = &old {
+                    old.detach();
+                }
+                let source = config
+                    .namespaces
+                    .first()
+                    .map(|n| n.name.clone())
+                    .unwrap_or_default();
+                graph.event(&source, "ENGINE_RELOADED", 0, "Config reloaded.".into());
+                *self.lock() = Some((graph, raw));
+                Reload::Applied(endpoints)
+            }
+            Err(e) => {
+                // Don't retry the same text until it changes again.
+                if let Some((g, _)) = old {
+                    *self.lock() = Some((g, raw));
+                }
+                Reload::AttachFailed(e)
+            }
+        }
+    }
+
+    /// Polls the config file every `interval` and reloads on change, reporting through
+    /// `report`, until shutdown. Polling (rather than inotify) also sees atomic symlink swaps
+    /// such as Kubernetes ConfigMap updates.
+    pub async fn watch(self: Arc<Self>, interval: Duration, report: impl Fn(Reload) + Send) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let engine = self.clone();
+            let outcome = tokio::task::spawn_blocking(move || engine.reload()).await;
+            if let Ok(outcome) = outcome {
+                if !matches!(outcome, Reload::Unchanged) {
+                    report(outcome);
+                }
+            }
+        }
+    }
+
+    /// Stops accepting, tells streams the engine is stopping, and waits up to `grace` for open
+    /// streams to end. Returns true if they all ended in time.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        if let Some((g, _)) = self.lock().as_ref() {
+            g.detach();
+            g.event("sys", "ENGINE_STOPPED", 0, "Engine Stopped.".into());
+        }
+        self.shutdown.cancel();
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+
+    /// Number of stream tasks still running.
+    pub fn active_tasks(&self) -> usize {
+        self.tracker.len()
+    }
+}

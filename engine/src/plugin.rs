@@ -1,0 +1,197 @@
+//! Non-binding plugins (guards, vaults, catalogs, models, exporters): one registration mechanism.
+//!
+//! Each is a [`PluginFactory`] for its handler trait, registered with
+//! `inventory::submit! { GuardDescriptor::new::<MyGuard>() }` (or `VaultDescriptor`, ...).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+
+use crate::config::{parse_value, ConfigError};
+use crate::guard::{Guard, GuardId};
+use crate::properties::Properties;
+
+/// Index of a vault in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VaultId(pub usize);
+
+/// Index of a catalog in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CatalogId(pub usize);
+
+/// What a plugin's build function gets.
+#[derive(Debug)]
+pub struct PluginContext {
+    /// Index of the plugin among those of its kind (its [`GuardId`], [`VaultId`], ...).
+    pub index: usize,
+    /// Namespace name.
+    pub namespace: String,
+    /// Path of this plugin in the document, e.g. `guards.authn_jwt`.
+    pub path: String,
+    /// Engine properties.
+    pub properties: Arc<Properties>,
+    /// Directory of the config file, for relative paths.
+    pub config_dir: PathBuf,
+}
+
+impl PluginContext {
+    /// An error about `rel` under this plugin (e.g. `options.keys`).
+    pub fn error(&self, rel: &str, message: impl Into<String>) -> ConfigError {
+        let path = if rel.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}.{rel}", self.path)
+        };
+        ConfigError::new(path, message)
+    }
+
+    /// This plugin's guard id (meaningful for guards).
+    pub fn guard_id(&self) -> GuardId {
+        GuardId(self.index)
+    }
+}
+
+/// A plugin type producing handlers of trait `T` (`dyn Guard`, `dyn Vault`, ...).
+pub trait PluginFactory<T: ?Sized>: 'static {
+    /// The `type` name in zilla.yaml.
+    const TYPE: &'static str;
+    /// The `options` section.
+    type Options: DeserializeOwned + JsonSchema;
+    /// Builds the handler.
+    fn build(cx: &PluginContext, options: Option<Self::Options>) -> Result<Arc<T>, ConfigError>;
+}
+
+/// A registered plugin type.
+pub struct PluginDescriptor<T: ?Sized + 'static> {
+    /// `type` name.
+    pub type_name: &'static str,
+    /// Schema of `options`.
+    pub options_schema: fn(&mut SchemaGenerator) -> Schema,
+    build: fn(&PluginContext, Option<Value>) -> Result<Arc<T>, ConfigError>,
+}
+
+impl<T: ?Sized + 'static> fmt::Debug for PluginDescriptor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginDescriptor")
+            .field("type_name", &self.type_name)
+            .finish()
+    }
+}
+
+impl<T: ?Sized + 'static> PluginDescriptor<T> {
+    /// The descriptor of factory `F`.
+    pub const fn new<F: PluginFactory<T>>() -> Self {
+        PluginDescriptor {
+            type_name: F::TYPE,
+            options_schema: crate::binding::schema_of::<F::Options>,
+            build: build_plugin::<T, F>,
+        }
+    }
+
+    /// Parses `options` and builds the handler.
+    pub fn build(&self, cx: &PluginContext, options: Option<Value>) -> Result<Arc<T>, ConfigError> {
+        (self.build)(cx, options)
+    }
+}
+
+fn build_plugin<T: ?Sized + 'static, F: PluginFactory<T>>(
+    cx: &PluginContext,
+    options: Option<Value>,
+) -> Result<Arc<T>, ConfigError> {
+    let options = match options {
+        Some(v) => Some(parse_value::<F::Options>(
+            v,
+            &format!("{}.options", cx.path),
+        )?),
+        None => None,
+    };
+    F::build(cx, options)
+}
+
+/// A vault: named keys and certificates for TLS.
+pub trait Vault: Send + Sync + 'static {
+    /// The private key and certificate chain stored under `alias`.
+    fn key(&self, alias: &str) -> Option<KeyEntry>;
+    /// The trusted certificate (DER) stored under `alias`.
+    fn trust(&self, alias: &str) -> Option<Bytes>;
+    /// Every alias in the `keys` store.
+    fn key_aliases(&self) -> Vec<String>;
+    /// Every alias in the `trust` store.
+    fn trust_aliases(&self) -> Vec<String>;
+}
+
+/// A private key with its certificate chain, DER encoded.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    /// PKCS#8 private key.
+    pub key: Bytes,
+    /// Certificate chain, leaf first.
+    pub chain: Vec<Bytes>,
+}
+
+/// A catalog: schemas by subject and version.
+pub trait Catalog: Send + Sync + 'static {
+    /// The id of the schema registered for `subject` at `version` (`latest` allowed).
+    fn resolve(&self, subject: &str, version: &str) -> Option<u32>;
+    /// The schema text of `id`.
+    fn schema(&self, id: u32) -> Option<Arc<str>>;
+}
+
+/// A model: validates (and may transform) message payloads.
+pub trait Model: Send + Sync + 'static {
+    /// Validates one whole payload; `Err` describes why it was rejected.
+    fn validate(&self, payload: &Bytes) -> Result<Bytes, String>;
+}
+
+/// An engine or binding event, as exporters see it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// `namespace:binding` (or `namespace` for engine events).
+    pub source: String,
+    /// Event name, upper case (`ENGINE_STARTED`).
+    pub name: &'static str,
+    /// Trace id of the stream, 0 for engine events.
+    pub trace_id: u64,
+    /// Human-readable text.
+    pub message: String,
+    /// When it happened.
+    pub time: std::time::SystemTime,
+}
+
+/// An exporter: where events (and later metrics) go.
+pub trait Exporter: Send + Sync + 'static {
+    /// Receives one event.
+    fn event(&self, event: &Event);
+}
+
+/// A registered guard type.
+pub type GuardDescriptor = PluginDescriptor<dyn Guard>;
+/// A registered vault type.
+pub type VaultDescriptor = PluginDescriptor<dyn Vault>;
+/// A registered catalog type.
+pub type CatalogDescriptor = PluginDescriptor<dyn Catalog>;
+/// A registered exporter type.
+pub type ExporterDescriptor = PluginDescriptor<dyn Exporter>;
+/// A registered model type.
+pub type ModelDescriptor = PluginDescriptor<dyn Model>;
+
+inventory::collect!(GuardDescriptor);
+inventory::collect!(VaultDescriptor);
+inventory::collect!(CatalogDescriptor);
+inventory::collect!(ExporterDescriptor);
+inventory::collect!(ModelDescriptor);
+
+/// Every registered plugin of handler trait `T`, sorted by type name.
+pub fn plugin_types<T: ?Sized + 'static>() -> Vec<&'static PluginDescriptor<T>>
+where
+    PluginDescriptor<T>: inventory::Collect,
+{
+    let mut all: Vec<_> = inventory::iter::<PluginDescriptor<T>>.into_iter().collect();
+    all.sort_by_key(|d| d.type_name);
+    all
+}

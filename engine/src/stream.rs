@@ -1,0 +1,480 @@
+//! Streams: the credit-bounded, two-direction pipes that connect bindings.
+//!
+//! An *exchange* between two bindings is two directions: the *initial* one (opener to acceptor)
+//! and the *reply* (acceptor to opener). Each direction is a [`Tx`] held by its writer and an
+//! [`Rx`] held by its reader. Frames follow Zilla's model: `Begin`, `Data`, `Flush`, then one
+//! terminal `End` (clean) or `Abort` (failed); the reader can refuse a direction with a *reset*
+//! and can *challenge* the writer.
+//!
+//! Memory is bounded by byte credit: a writer may only add a frame while the bytes buffered in
+//! the direction are under its window, so a slow reader stops its writer, hop by hop, back to the
+//! socket. Dropping a half always has a meaning: a [`Tx`] dropped before its terminal frame sends
+//! `Abort`; an [`Rx`] dropped before it saw the terminal frame resets the writer. Task
+//! cancellation, errors and panics therefore never leave a stream half open.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+/// A protocol spoken on a stream edge: the typed extensions its frames carry.
+///
+/// Protocols are defined in small shared crates (`proto-tcp`, ...), never in the engine; the
+/// engine only compares their names when it checks that an exit speaks what its binding emits.
+pub trait Protocol: Send + Sync + 'static {
+    /// Name used in config diagnostics (`tcp`, `http`, `sse`).
+    const NAME: &'static str;
+    /// Extension carried by the `Begin` frame of either direction.
+    type Begin: Send + 'static;
+    /// Extension carried by every `Data` frame (use `()` when there is none).
+    type Data: Send + Default + 'static;
+}
+
+/// An optional extension on a rare frame (`End`, `Abort`, `Flush`, reset, challenge).
+pub type Ext = Option<Box<dyn Any + Send>>;
+
+/// Flag bits of a [`Data`] frame: a message may span several frames from `INIT` to `FIN`.
+pub mod flags {
+    /// Last fragment of a message.
+    pub const FIN: u8 = 0x01;
+    /// First fragment of a message.
+    pub const INIT: u8 = 0x02;
+    /// A whole message in one frame.
+    pub const COMPLETE: u8 = INIT | FIN;
+}
+
+/// A payload frame.
+#[derive(Debug)]
+pub struct Data<M> {
+    /// [`flags`] bits.
+    pub flags: u8,
+    /// The bytes; `None` is a null payload (distinct from an empty one).
+    pub payload: Option<Bytes>,
+    /// Protocol metadata (for example an SSE event id and type).
+    pub meta: M,
+}
+
+impl<M: Default> Data<M> {
+    /// A complete message with no metadata.
+    pub fn bytes(payload: Bytes) -> Self {
+        Data {
+            flags: flags::COMPLETE,
+            payload: Some(payload),
+            meta: M::default(),
+        }
+    }
+}
+
+/// One frame of a direction.
+pub enum Frame<P: Protocol> {
+    /// Opens the direction.
+    Begin(P::Begin),
+    /// Payload.
+    Data(Data<P::Data>),
+    /// "Push what you have": an advisory without payload.
+    Flush(Ext),
+    /// Clean close of the direction.
+    End(Ext),
+    /// Failed close of the direction.
+    Abort(Ext),
+}
+
+impl<P: Protocol> Frame<P> {
+    fn cost(&self) -> usize {
+        const FRAME_COST: usize = 32;
+        match self {
+            Frame::Data(d) => FRAME_COST + d.payload.as_ref().map_or(0, Bytes::len),
+            _ => FRAME_COST,
+        }
+    }
+
+    fn is_terminal(&self) -> bool {
+        matches!(self, Frame::End(_) | Frame::Abort(_))
+    }
+
+    /// Short name of the frame kind, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Begin(_) => "BEGIN",
+            Frame::Data(_) => "DATA",
+            Frame::Flush(_) => "FLUSH",
+            Frame::End(_) => "END",
+            Frame::Abort(_) => "ABORT",
+        }
+    }
+}
+
+impl<P: Protocol> fmt::Debug for Frame<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Frame::Data(d) => write!(
+                f,
+                "DATA(flags={:#x}, len={:?})",
+                d.flags,
+                d.payload.as_ref().map(Bytes::len)
+            ),
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
+/// The reader refused the direction (Zilla's RESET), with an optional extension such as the
+/// status an http server should answer with.
+pub struct Reset(pub Ext);
+
+impl fmt::Debug for Reset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reset")
+    }
+}
+
+impl fmt::Display for Reset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stream reset by its reader")
+    }
+}
+
+impl std::error::Error for Reset {}
+
+struct State<P: Protocol> {
+    queue: VecDeque<Frame<P>>,
+    charged: usize,
+    writer: Option<Waker>,
+    reader: Option<Waker>,
+    reset: bool,
+    reset_ext: Ext,
+    challenges: VecDeque<Ext>,
+}
+
+struct Pipe<P: Protocol> {
+    state: Mutex<State<P>>,
+    window: usize,
+}
+
+impl<P: Protocol> Pipe<P> {
+    fn lock(&self) -> MutexGuard<'_, State<P>> {
+        // A panic while holding this lock cannot leave the state inconsistent (every update is a
+        // single assignment), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Creates one direction with `window` bytes of credit.
+pub fn direction<P: Protocol>(window: usize) -> (Tx<P>, Rx<P>) {
+    let pipe = Arc::new(Pipe {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            charged: 0,
+            writer: None,
+            reader: None,
+            reset: false,
+            reset_ext: None,
+            challenges: VecDeque::new(),
+        }),
+        window: window.max(1),
+    });
+    (
+        Tx {
+            pipe: pipe.clone(),
+            done: false,
+        },
+        Rx { pipe, done: false },
+    )
+}
+
+/// Writing half of one direction.
+pub struct Tx<P: Protocol> {
+    pipe: Arc<Pipe<P>>,
+    done: bool,
+}
+
+impl<P: Protocol> fmt::Debug for Tx<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tx")
+            .field("protocol", &P::NAME)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<P: Protocol> Tx<P> {
+    /// Polls for credit: ready when the direction has room for another frame, or with the
+    /// reset if the reader refused the direction.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Reset>> {
+        let mut s = self.pipe.lock();
+        if s.reset {
+            return Poll::Ready(Err(Reset(s.reset_ext.take())));
+        }
+        if s.charged < self.pipe.window {
+            return Poll::Ready(Ok(()));
+        }
+        store(&mut s.writer, cx);
+        Poll::Pending
+    }
+
+    /// Waits for credit (see [`Tx::poll_ready`]). Cancel-safe.
+    pub async fn ready(&mut self) -> Result<(), Reset> {
+        poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    /// Adds a frame now, whatever the credit: call after [`Tx::ready`] so the overshoot is at
+    /// most one frame.
+    pub fn push(&mut self, frame: Frame<P>) -> Result<(), Reset> {
+        if self.done {
+            return Err(Reset(None));
+        }
+        let terminal = frame.is_terminal();
+        let waker = {
+            let mut s = self.pipe.lock();
+            if s.reset {
+                return Err(Reset(s.reset_ext.take()));
+            }
+            s.charged += frame.cost();
+            s.queue.push_back(frame);
+            s.reader.take()
+        };
+        self.done = terminal;
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Waits for credit, then adds the frame.
+    pub async fn send(&mut self, frame: Frame<P>) -> Result<(), Reset> {
+        self.ready().await?;
+        self.push(frame)
+    }
+
+    /// Sends a complete data message.
+    pub async fn data(&mut self, payload: Bytes) -> Result<(), Reset> {
+        self.send(Frame::Data(Data::bytes(payload))).await
+    }
+
+    /// Closes the direction cleanly. Terminal frames need no credit.
+    pub fn end(mut self, ext: Ext) {
+        let _ = self.push(Frame::End(ext));
+    }
+
+    /// Closes the direction as failed.
+    pub fn abort(mut self, ext: Ext) {
+        let _ = self.push(Frame::Abort(ext));
+    }
+
+    /// Polls for the reader's refusal of this direction.
+    pub fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<Reset> {
+        let mut s = self.pipe.lock();
+        if s.reset {
+            return Poll::Ready(Reset(s.reset_ext.take()));
+        }
+        store(&mut s.writer, cx);
+        Poll::Pending
+    }
+
+    /// Resolves when the reader refuses this direction (its [`Rx`] was reset or dropped).
+    /// Cancel-safe: use it in `select!` beside reads of the writer's own source.
+    pub async fn reset(&mut self) -> Reset {
+        poll_fn(|cx| self.poll_reset(cx)).await
+    }
+
+    /// True once the reader has refused the direction.
+    pub fn is_reset(&self) -> bool {
+        self.pipe.lock().reset
+    }
+
+    /// Polls for a challenge from the reader (for example: the guard session is expiring).
+    pub fn poll_challenge(&mut self, cx: &mut Context<'_>) -> Poll<Ext> {
+        let mut s = self.pipe.lock();
+        if let Some(ext) = s.challenges.pop_front() {
+            return Poll::Ready(ext);
+        }
+        store(&mut s.writer, cx);
+        Poll::Pending
+    }
+
+    /// Resolves with the next challenge sent by the reader. Cancel-safe.
+    pub async fn challenged(&mut self) -> Ext {
+        poll_fn(|cx| self.poll_challenge(cx)).await
+    }
+}
+
+impl<P: Protocol> Drop for Tx<P> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.push(Frame::Abort(None));
+        }
+    }
+}
+
+/// Reading half of one direction.
+pub struct Rx<P: Protocol> {
+    pipe: Arc<Pipe<P>>,
+    done: bool,
+}
+
+impl<P: Protocol> fmt::Debug for Rx<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rx")
+            .field("protocol", &P::NAME)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<P: Protocol> Rx<P> {
+    /// Polls for the next frame; `None` after the terminal frame was received.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame<P>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let (frame, waker) = {
+            let mut s = self.pipe.lock();
+            match s.queue.pop_front() {
+                Some(frame) => {
+                    let before = s.charged;
+                    s.charged -= frame.cost();
+                    let crossed = before >= self.pipe.window && s.charged < self.pipe.window;
+                    let waker = if crossed { s.writer.take() } else { None };
+                    if s.queue.is_empty() && s.queue.capacity() > 16 {
+                        s.queue.shrink_to(4);
+                    }
+                    (frame, waker)
+                }
+                None => {
+                    store(&mut s.reader, cx);
+                    return Poll::Pending;
+                }
+            }
+        };
+        self.done = frame.is_terminal();
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Poll::Ready(Some(frame))
+    }
+
+    /// Receives the next frame; `None` after the terminal frame. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Frame<P>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Refuses the direction: frames not yet read are dropped and the writer sees a reset.
+    pub fn reset(mut self, ext: Ext) {
+        self.refuse(ext);
+    }
+
+    fn refuse(&mut self, ext: Ext) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let (dropped, waker) = {
+            let mut s = self.pipe.lock();
+            s.reset = true;
+            s.reset_ext = ext;
+            s.charged = 0;
+            (std::mem::take(&mut s.queue), s.writer.take())
+        };
+        drop(dropped);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Challenges the writer (it sees it through [`Tx::challenged`]).
+    pub fn challenge(&self, ext: Ext) {
+        let waker = {
+            let mut s = self.pipe.lock();
+            if s.challenges.len() >= 4 {
+                return;
+            }
+            s.challenges.push_back(ext);
+            s.writer.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// True once the terminal frame was received (or the direction was reset).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+impl<P: Protocol> Drop for Rx<P> {
+    fn drop(&mut self) {
+        self.refuse(None);
+    }
+}
+
+fn store(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Bytes0;
+    impl Protocol for Bytes0 {
+        const NAME: &'static str = "test";
+        type Begin = ();
+        type Data = ();
+    }
+
+    #[tokio::test]
+    async fn credit_blocks_writer_until_reader_consumes() {
+        let (mut tx, mut rx) = direction::<Bytes0>(100);
+        tx.data(Bytes::from(vec![0u8; 200])).await.unwrap();
+        // Over the window now: the next send must wait.
+        let blocked = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            tx.data(Bytes::from_static(b"x")),
+        )
+        .await;
+        assert!(blocked.is_err(), "writer should wait for credit");
+        assert!(matches!(rx.recv().await, Some(Frame::Data(_))));
+        tx.data(Bytes::from_static(b"x")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn dropped_writer_aborts_and_dropped_reader_resets() {
+        let (tx, mut rx) = direction::<Bytes0>(100);
+        drop(tx);
+        assert!(matches!(rx.recv().await, Some(Frame::Abort(_))));
+        assert!(rx.recv().await.is_none());
+
+        let (mut tx, rx) = direction::<Bytes0>(100);
+        drop(rx);
+        assert!(tx.is_reset());
+        assert!(tx.data(Bytes::from_static(b"x")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn reset_wakes_a_writer_waiting_for_credit() {
+        let (mut tx, rx) = direction::<Bytes0>(10);
+        tx.data(Bytes::from_static(b"0123456789")).await.unwrap();
+        let waiter = tokio::spawn(async move { tx.data(Bytes::from_static(b"x")).await.is_err() });
+        tokio::task::yield_now().await;
+        rx.reset(None);
+        assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn end_after_data_is_clean() {
+        let (mut tx, mut rx) = direction::<Bytes0>(1000);
+        tx.data(Bytes::from_static(b"hi")).await.unwrap();
+        tx.end(None);
+        assert!(matches!(rx.recv().await, Some(Frame::Data(_))));
+        assert!(matches!(rx.recv().await, Some(Frame::End(_))));
+        assert!(rx.recv().await.is_none());
+    }
+}
