@@ -394,7 +394,7 @@ pub fn binding_types() -> Vec<&'static BindingDescriptor> {
     all
 }
 
-/// A `when`/`with`/`options` type for bindings that have none: parsing anything fails.
+/// An empty section, for plugins without options, conditions or rewrites: only `{}` parses.
 #[derive(Debug, Clone, Copy, serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Nothing {}

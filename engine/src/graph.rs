@@ -341,7 +341,7 @@ pub(crate) fn build_binding<F: BindingFactory>(
                 &format!("{rbase}.guarded.{guard}"),
             ) {
                 Ok(g) => guarded.push((GuardId(g), roles.clone())),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(ConfigError { at_key: true, ..e }),
             }
         }
         let exit = match &r.exit {

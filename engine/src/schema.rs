@@ -94,6 +94,10 @@ pub fn schema() -> Value {
 }
 
 fn named_map(variants: Vec<Value>) -> Value {
+    if variants.is_empty() {
+        // No plugin of this kind is registered: no entry can be valid.
+        return json!({ "type": "object", "maxProperties": 0 });
+    }
     json!({
         "type": "object",
         "propertyNames": { "pattern": NAME_PATTERN },

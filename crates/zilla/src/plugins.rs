@@ -3,6 +3,7 @@
 
 use binding_echo as _;
 use binding_tcp as _;
+use exporter_stdout as _;
 
 /// Keeps the plugin crates linked (called once at start-up).
 pub(crate) fn link() {

@@ -1,0 +1,203 @@
+//! Test support: run the real `zilla` binary on a config in a temporary directory, read what it
+//! prints, signal it, and pick free ports on 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running (or finished) `zilla` process with its output collected line by line.
+#[derive(Debug)]
+pub struct Zilla {
+    child: Child,
+    dir: tempfile::TempDir,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    lines: mpsc::Receiver<String>,
+}
+
+/// How to start zilla.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Extra arguments after `start -c zilla.yaml`.
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+impl Zilla {
+    /// Writes `config` to `zilla.yaml` in a new temporary directory and runs
+    /// `zilla start -c <dir>/zilla.yaml` with `options`.
+    pub fn start(bin: &Path, config: &str, options: Options) -> Zilla {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("zilla.yaml"), config).expect("write config");
+        let mut cmd = Command::new(bin);
+        cmd.arg("start")
+            .arg("-c")
+            .arg(dir.path().join("zilla.yaml"));
+        cmd.args(&options.args);
+        cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn zilla");
+        let (tx, lines) = mpsc::channel();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        collect(
+            child.stdout.take().expect("stdout"),
+            stdout.clone(),
+            tx.clone(),
+        );
+        collect(child.stderr.take().expect("stderr"), stderr.clone(), tx);
+        Zilla {
+            child,
+            dir,
+            stdout,
+            stderr,
+            lines,
+        }
+    }
+
+    /// The directory holding `zilla.yaml`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The config file path.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("zilla.yaml")
+    }
+
+    /// Replaces the config file atomically (write + rename), as an editor or a ConfigMap would.
+    pub fn rewrite_config(&self, config: &str) {
+        let tmp = self.dir.path().join(".zilla.yaml.tmp");
+        std::fs::write(&tmp, config).expect("write config");
+        std::fs::rename(&tmp, self.config_path()).expect("rename config");
+    }
+
+    /// Waits until a line of stdout or stderr contains `needle`; panics with all output on
+    /// timeout. Lines seen before are searched too.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        if let Some(l) = self.all_lines().into_iter().find(|l| l.contains(needle)) {
+            return l;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "zilla did not print {needle:?} within {timeout:?}\n--- stdout\n{}\n--- stderr\n{}",
+                    self.stdout().join("\n"),
+                    self.stderr().join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Counts lines (stdout and stderr) containing `needle` so far.
+    pub fn count(&self, needle: &str) -> usize {
+        self.all_lines()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    fn all_lines(&self) -> Vec<String> {
+        let mut all = self.stdout();
+        all.extend(self.stderr());
+        all
+    }
+
+    /// Lines printed on stdout so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Lines printed on stderr so far.
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the output threads drain.
+                thread::sleep(Duration::from_millis(50));
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Zilla {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(
+    stream: impl Read + Send + 'static,
+    store: Arc<Mutex<Vec<String>>>,
+    tx: mpsc::Sender<String>,
+) {
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+}
+
+/// Runs `zilla` with `args` to completion and returns (exit code, stdout, stderr).
+pub fn run(bin: &Path, args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(bin)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run zilla");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

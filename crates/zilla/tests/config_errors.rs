@@ -1,0 +1,182 @@
+//! A bad config stops `zilla start` with exit code 1 and messages naming file, line, column and
+//! key path.
+
+use std::path::Path;
+
+use zilla_test_support::run;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_zilla"))
+}
+
+/// Runs `zilla start` on `config` and returns (exit code, stderr).
+fn start(config: &str) -> (i32, String) {
+    let dir = tempfile_dir();
+    std::fs::write(dir.join("zilla.yaml"), config).unwrap();
+    let (code, _, stderr) = run(bin(), &["start", "-c", "zilla.yaml"], &dir);
+    (code, stderr)
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "zilla-config-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn check(config: &str, expected: &[&str]) {
+    let (code, stderr) = start(config);
+    assert_eq!(code, 1, "exit code; stderr:\n{stderr}");
+    for e in expected {
+        assert!(
+            stderr.lines().any(|l| l == *e),
+            "expected line\n  {e}\nin stderr:\n{stderr}"
+        );
+    }
+}
+
+const VALID: &str = "\
+name: test
+bindings:
+  north_tcp_server:
+    type: tcp
+    kind: server
+    options:
+      host: 127.0.0.1
+      port: 0
+    exit: south_echo
+  south_echo:
+    type: echo
+    kind: server
+";
+
+#[test]
+fn exit_naming_a_missing_binding_suggests_the_closest() {
+    check(
+        &VALID.replace("exit: south_echo", "exit: south_ecoh"),
+        &["zilla.yaml:9:11: bindings.north_tcp_server.exit: no binding named 'south_ecoh' (did you mean 'south_echo'?)"],
+    );
+}
+
+#[test]
+fn unknown_key_is_rejected_with_the_expected_keys() {
+    check(
+        &VALID.replace("    exit: south_echo", "    exit: south_echo\n    exits: x"),
+        &["zilla.yaml:10:5: bindings.north_tcp_server.exits: unknown field `exits`, expected one of `type`, `kind`, `vault`, `options`, `routes`, `exit`, `telemetry`"],
+    );
+}
+
+#[test]
+fn unknown_option_key_is_rejected() {
+    check(
+        &VALID.replace("      port: 0", "      port: 0\n      backlog: 5"),
+        &["zilla.yaml:9:7: bindings.north_tcp_server.options.backlog: unknown field `backlog`, expected `host` or `port`"],
+    );
+}
+
+#[test]
+fn unknown_type_lists_the_registered_types() {
+    check(
+        &VALID.replace("type: echo", "type: ecoh"),
+        &["zilla.yaml:11:11: bindings.south_echo.type: unknown binding type 'ecoh' (registered: echo, tcp) (did you mean 'echo'?)"],
+    );
+}
+
+#[test]
+fn unknown_kind_lists_the_kinds_of_the_type() {
+    check(
+        &VALID.replace("kind: server\n    options", "kind: proxy\n    options"),
+        &["zilla.yaml:5:11: bindings.north_tcp_server.kind: a tcp binding has no kind 'proxy' (kinds: server, client)"],
+    );
+}
+
+#[test]
+fn wrong_value_type_names_the_key() {
+    check(
+        &VALID.replace("host: 127.0.0.1", "host: [1, 2]"),
+        &["zilla.yaml:7:13: bindings.north_tcp_server.options.host: invalid type: sequence, expected a string"],
+    );
+}
+
+#[test]
+fn bad_port_range_is_explained() {
+    check(
+        &VALID.replace("port: 0", "port: \"9-1\""),
+        &["zilla.yaml:8:13: bindings.north_tcp_server.options.port: invalid port range '9-1': 9 is greater than 1"],
+    );
+}
+
+#[test]
+fn guard_that_does_not_exist_is_named() {
+    check(
+        &VALID.replace("    exit: south_echo", "    routes:\n      - guarded:\n          authn_jwt: [read]\n        exit: south_echo"),
+        &["zilla.yaml:11:11: bindings.north_tcp_server.routes[0].guarded.authn_jwt: no guard named 'authn_jwt'"],
+    );
+}
+
+#[test]
+fn exit_that_speaks_another_protocol_is_rejected() {
+    let config = VALID.replace("exit: south_echo", "exit: other") + "  other:\n    type: tcp\n    kind: server\n    options: { host: 127.0.0.1, port: 0 }\n    exit: south_echo\n";
+    check(
+        &config,
+        &["zilla.yaml:9:11: bindings.north_tcp_server.exit: binding 'other' (tcp server) accepts no streams (nothing can route to it), but 'north_tcp_server' (tcp server) emits tcp streams"],
+    );
+}
+
+#[test]
+fn yaml_syntax_error_has_a_position() {
+    let (code, stderr) = start("name: test\nbindings:\n  a: [1, 2\n");
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with("zilla.yaml:"), "{stderr}");
+    assert!(stderr.contains("invalid YAML"), "{stderr}");
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let config = VALID
+        .replace("type: echo", "type: ecoh")
+        .replace("host: 127.0.0.1", "hots: 127.0.0.1");
+    let (code, stderr) = start(&config);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("bindings.south_echo.type"), "{stderr}");
+    assert!(
+        stderr.contains("bindings.north_tcp_server.options.hots"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the config has 2 error(s)"), "{stderr}");
+}
+
+#[test]
+fn missing_config_file_says_what_to_do() {
+    let dir = tempfile_dir();
+    let (code, _, stderr) = run(bin(), &["start", "-c", "nope.yaml"], &dir);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("nope.yaml: cannot read the config file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("-c FILE"), "{stderr}");
+    let (code, _, stderr) = run(bin(), &["start"], &dir);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no config found"), "{stderr}");
+}
+
+#[test]
+fn port_in_use_fails_start_up() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (code, stderr) = start(&VALID.replace("port: 0", &format!("port: {port}")));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "test:north_tcp_server: cannot listen on 127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+}
