@@ -83,7 +83,7 @@ impl Graph {
         let (initial_tx, initial_rx) = direction::<P>(self.window);
         let (reply_tx, reply_rx) = direction::<P>(self.window);
         let trace_id = TRACE_IDS.fetch_add(1, Ordering::Relaxed);
-        tracing::trace!(binding = %node.name, trace_id, "stream opened");
+        tracing::debug!(binding = %node.name, trace_id, protocol = P::NAME, "stream opened");
         handler.open(
             self,
             crate::binding::Stream {
