@@ -357,6 +357,15 @@ impl<P: Protocol> Rx<P> {
         Poll::Ready(Some(frame))
     }
 
+    /// Takes the next frame if one is queued, without waiting (to batch frames into one write).
+    pub fn try_recv(&mut self) -> Option<Frame<P>> {
+        let waker = futures_noop_waker();
+        match self.poll_recv(&mut Context::from_waker(&waker)) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => None,
+        }
+    }
+
     /// Receives the next frame; `None` after the terminal frame. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Frame<P>> {
         poll_fn(|cx| self.poll_recv(cx)).await
@@ -412,7 +421,15 @@ impl<P: Protocol> Drop for Rx<P> {
     }
 }
 
+fn futures_noop_waker() -> Waker {
+    Waker::noop().clone()
+}
+
 fn store(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    if cx.waker().will_wake(Waker::noop()) {
+        // `try_recv` polls with a no-op waker: keep the real one registered.
+        return;
+    }
     match slot {
         Some(w) if w.will_wake(cx.waker()) => {}
         _ => *slot = Some(cx.waker().clone()),

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
 use proto_tcp::Tcp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
@@ -104,22 +107,77 @@ fn fail(tx: &mut Tx<Tcp>) -> Inbound {
     Inbound::Failed
 }
 
+/// Most payloads gathered into one vectored write.
+const MAX_BATCH: usize = 32;
+
 async fn outbound(mut w: WriteHalf<'_>, rx: &mut Rx<Tcp>) -> Outbound {
+    let mut batch: VecDeque<Bytes> = VecDeque::new();
     loop {
-        match rx.recv().await {
-            Some(Frame::Data(d)) => {
-                if let Some(mut payload) = d.payload {
-                    if w.write_all_buf(&mut payload).await.is_err() {
-                        return Outbound::Failed;
+        let mut next = rx.recv().await;
+        // Gather every payload already queued, so frames that arrived together leave in one
+        // write (no added latency: nothing waits for more).
+        loop {
+            match next {
+                Some(Frame::Data(d)) => {
+                    if let Some(payload) = d.payload.filter(|p| !p.is_empty()) {
+                        batch.push_back(payload);
                     }
                 }
+                Some(Frame::Begin(_) | Frame::Flush(_)) => {}
+                terminal => {
+                    if write_all(&mut w, &mut batch).await.is_err() {
+                        return Outbound::Failed;
+                    }
+                    return match terminal {
+                        Some(Frame::End(_)) => {
+                            let _ = w.shutdown().await;
+                            Outbound::End
+                        }
+                        _ => Outbound::Aborted,
+                    };
+                }
             }
-            Some(Frame::End(_)) => {
-                let _ = w.shutdown().await;
-                return Outbound::End;
+            if batch.len() >= MAX_BATCH {
+                break;
             }
-            Some(Frame::Abort(_)) | None => return Outbound::Aborted,
-            Some(Frame::Begin(_) | Frame::Flush(_)) => {}
+            match rx.try_recv() {
+                Some(frame) => next = Some(frame),
+                None => break,
+            }
+        }
+        if write_all(&mut w, &mut batch).await.is_err() {
+            return Outbound::Failed;
         }
     }
+}
+
+/// Writes every buffer of `batch` with vectored writes, emptying it.
+async fn write_all(w: &mut WriteHalf<'_>, batch: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+    while !batch.is_empty() {
+        let n = {
+            let mut slices = [IoSlice::new(&[]); MAX_BATCH];
+            let count = batch.len().min(MAX_BATCH);
+            for (slot, b) in slices.iter_mut().zip(batch.iter()) {
+                *slot = IoSlice::new(b);
+            }
+            w.write_vectored(&slices[..count]).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let mut left = n;
+        while left > 0 {
+            let front = batch
+                .front_mut()
+                .expect("written bytes come from the batch");
+            if left >= front.len() {
+                left -= front.len();
+                batch.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    Ok(())
 }

@@ -140,6 +140,8 @@ fn start(args: StartArgs) -> ExitCode {
 }
 
 async fn run(path: PathBuf, properties: Properties, verbose: bool) -> ExitCode {
+    // Install the handlers before anything listens, so a signal is never the default (fatal) one.
+    let signals = Signals::new();
     let engine = Engine::new(path, properties);
     let started = match engine.start() {
         Ok(s) => s,
@@ -193,7 +195,7 @@ async fn run(path: PathBuf, properties: Properties, verbose: bool) -> ExitCode {
         );
     }
 
-    wait_for_signal().await;
+    signals.wait().await;
     let grace = engine
         .properties()
         .duration("zilla.engine.shutdown.grace", Duration::from_secs(5));
@@ -207,18 +209,35 @@ async fn run(path: PathBuf, properties: Properties, verbose: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, registered up front.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+                int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }
