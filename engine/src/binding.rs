@@ -1,9 +1,10 @@
 //! The binding plugin API: what a binding crate implements and registers.
 //!
 //! A binding type is a [`BindingFactory`]: typed `options`, route `when` and `with` types (serde
-//! + schemars, so parsing is strict and `zilla schema` can describe them) and a `build` function.
-//! A crate registers it with `inventory::submit! { BindingDescriptor::new::<MyFactory>() }`;
-//! linking the crate into the `zilla` binary is all it takes to make the type available.
+//! and schemars, so parsing is strict and `zilla schema` can describe them) and a `build`
+//! function. A crate registers it with
+//! `inventory::submit! { BindingDescriptor::new::<MyFactory>() }`; linking the crate into the
+//! `zilla` binary is all it takes to make the type available.
 
 use std::any::Any;
 use std::fmt;

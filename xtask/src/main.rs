@@ -1,0 +1,77 @@
+//! Project task runner, invoked as `cargo xtask COMMAND` (see
+//! `.cargo/config.toml`).
+//!
+//! - `cargo xtask test [--specs-only] [FILTER]`: build zilla, run the cargo
+//!   tests and the spec scenarios under `specs/`.
+//! - `cargo xtask bench tcp [--seconds N] [--bytes N] [--connections N]`:
+//!   compare tcp proxying through zilla with a direct connection (and nginx,
+//!   when installed).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod bench;
+mod test;
+
+const HELP: &str = "\
+usage: cargo xtask COMMAND [ARGS]
+
+commands:
+  test [--specs-only] [FILTER]
+      1. cargo build -p zilla
+      2. cargo test --workspace            (skipped with --specs-only)
+      3. run every scenario under specs/ whose path contains FILTER
+         against target/debug/zilla (CARGO_TARGET_DIR is honoured)
+      Ends with one line `N passed, M failed`; exits non-zero on failure.
+
+  bench tcp [--seconds N] [--bytes N] [--connections N]
+      Builds zilla in release mode and measures, directly against an
+      in-process backend, through zilla (tcp server -> tcp client) and
+      through nginx's stream proxy when nginx is installed:
+        bulk throughput (--bytes, default 1G; suffixes K, M, G),
+        64-byte round trips on one connection (--seconds each, default 5),
+        round trips on --connections concurrent connections (default 50).
+
+  help
+      Show this message.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None | Some("help" | "--help" | "-h") => {
+            print!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        Some("test") => test::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
+        Some(other) => {
+            eprintln!("unknown command `{other}`\n");
+            eprint!("{HELP}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// The cargo target directory: `CARGO_TARGET_DIR` (relative to the
+/// workspace root when relative) or `<root>/target`.
+fn target_dir(root: &Path) -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+/// A `cargo` command run from the workspace root.
+fn cargo(root: &Path) -> Command {
+    let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root);
+    command
+}
