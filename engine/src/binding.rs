@@ -193,8 +193,10 @@ pub struct BindingContext<F: BindingFactory> {
     pub has_exit: bool,
     /// True if the binding declared `routes`.
     pub has_routes: bool,
-    /// The `vault` reference, resolved.
-    pub vault: Option<crate::plugin::VaultId>,
+    /// The vault named by `vault`, if any.
+    pub vault: Option<Arc<dyn crate::plugin::Vault>>,
+    /// Resolves guard names found in `options` (e.g. http `authorization`).
+    pub guards: GuardNames,
     /// Engine properties (`-P name=value`).
     pub properties: Arc<Properties>,
     /// Directory of the config file, for relative paths.
@@ -257,6 +259,32 @@ impl<F: BindingFactory> BindingContext<F> {
     /// The qualified name `namespace:name`.
     pub fn qualified_name(&self) -> String {
         format!("{}:{}", self.namespace, self.name)
+    }
+}
+
+/// The guards declared in the config, to resolve names found in a binding's options.
+#[derive(Debug, Clone)]
+pub struct GuardNames {
+    namespace: String,
+    names: Arc<std::collections::HashMap<String, usize>>,
+}
+
+impl GuardNames {
+    pub(crate) fn new(
+        namespace: &str,
+        names: Arc<std::collections::HashMap<String, usize>>,
+    ) -> Self {
+        GuardNames {
+            namespace: namespace.to_string(),
+            names,
+        }
+    }
+
+    /// The guard called `name` (plain or `namespace:name`); the error names `path`.
+    pub fn resolve(&self, name: &str, path: &str) -> Result<GuardId, ConfigError> {
+        crate::graph::lookup(&self.names, &self.namespace, name, "guard", path)
+            .map(GuardId)
+            .map_err(|e| ConfigError { at_key: true, ..e })
     }
 }
 

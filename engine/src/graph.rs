@@ -214,8 +214,9 @@ struct Names {
     bindings: HashMap<String, usize>,
     binding_list: Vec<String>,
     infos: Vec<Option<Info>>,
-    guards: HashMap<String, usize>,
+    guards: Arc<HashMap<String, usize>>,
     vaults: HashMap<String, usize>,
+    vault_handles: Vec<Arc<dyn Vault>>,
 }
 
 fn qualify(namespace: &str, name: &str) -> String {
@@ -226,7 +227,7 @@ fn qualify(namespace: &str, name: &str) -> String {
     }
 }
 
-fn lookup(
+pub(crate) fn lookup(
     map: &HashMap<String, usize>,
     namespace: &str,
     name: &str,
@@ -377,7 +378,7 @@ pub(crate) fn build_binding<F: BindingFactory>(
             "vault",
             &format!("{base}.vault"),
         )
-        .map(VaultId)
+        .map(|i| raw.names.vault_handles[i].clone())
         .map_err(|e| errors.push(e))
         .ok(),
         None => None,
@@ -395,6 +396,7 @@ pub(crate) fn build_binding<F: BindingFactory>(
         has_exit: raw.config.exit.is_some(),
         has_routes: !raw.config.routes.is_empty(),
         vault,
+        guards: crate::binding::GuardNames::new(raw.namespace, raw.names.guards.clone()),
         properties: raw.env.properties.clone(),
         config_dir: raw.env.config_dir.clone(),
     })
@@ -504,8 +506,9 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
         bindings: HashMap::new(),
         binding_list: Vec::new(),
         infos: Vec::new(),
-        guards: guard_names,
+        guards: Arc::new(guard_names),
         vaults: vault_names,
+        vault_handles: vaults.clone(),
     };
     let mut declared = Vec::new();
     for ns in &config.namespaces {

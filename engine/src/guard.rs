@@ -35,7 +35,7 @@ impl fmt::Debug for Session {
 }
 
 /// A guard handler.
-pub trait Guard: Send + Sync + 'static {
+pub trait Guard: Send + Sync + fmt::Debug + 'static {
     /// Verifies `credentials` and returns a session, or `None` if they are not valid.
     fn reauthorize(&self, credentials: &str) -> Option<Arc<Session>>;
 

@@ -114,7 +114,7 @@ fn build_plugin<T: ?Sized + 'static, F: PluginFactory<T>>(
 }
 
 /// A vault: named keys and certificates for TLS.
-pub trait Vault: Send + Sync + 'static {
+pub trait Vault: Send + Sync + fmt::Debug + 'static {
     /// The private key and certificate chain stored under `alias`.
     fn key(&self, alias: &str) -> Option<KeyEntry>;
     /// The trusted certificate (DER) stored under `alias`.
@@ -123,6 +123,15 @@ pub trait Vault: Send + Sync + 'static {
     fn key_aliases(&self) -> Vec<String>;
     /// Every alias in the `trust` store.
     fn trust_aliases(&self) -> Vec<String>;
+    /// The CA certificate (DER) stored under `alias` in the `signers` store.
+    fn signer(&self, alias: &str) -> Option<Bytes> {
+        let _ = alias;
+        None
+    }
+    /// Every alias in the `signers` store.
+    fn signer_aliases(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A private key with its certificate chain, DER encoded.
@@ -135,7 +144,7 @@ pub struct KeyEntry {
 }
 
 /// A catalog: schemas by subject and version.
-pub trait Catalog: Send + Sync + 'static {
+pub trait Catalog: Send + Sync + fmt::Debug + 'static {
     /// The id of the schema registered for `subject` at `version` (`latest` allowed).
     fn resolve(&self, subject: &str, version: &str) -> Option<u32>;
     /// The schema text of `id`.
@@ -143,7 +152,7 @@ pub trait Catalog: Send + Sync + 'static {
 }
 
 /// A model: validates (and may transform) message payloads.
-pub trait Model: Send + Sync + 'static {
+pub trait Model: Send + Sync + fmt::Debug + 'static {
     /// Validates one whole payload; `Err` describes why it was rejected.
     fn validate(&self, payload: &Bytes) -> Result<Bytes, String>;
 }
@@ -164,7 +173,7 @@ pub struct Event {
 }
 
 /// An exporter: where events (and later metrics) go.
-pub trait Exporter: Send + Sync + 'static {
+pub trait Exporter: Send + Sync + fmt::Debug + 'static {
     /// Receives one event.
     fn event(&self, event: &Event);
 }

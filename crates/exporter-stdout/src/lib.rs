@@ -29,6 +29,7 @@ impl PluginFactory<dyn Exporter> for StdoutFactory {
     }
 }
 
+#[derive(Debug)]
 struct Stdout;
 
 impl Exporter for Stdout {

@@ -2,7 +2,11 @@
 //! binding that carries one (tls, http's transport, echo). Data frames carry raw bytes and no
 //! metadata.
 
+mod io;
+
 use std::net::SocketAddr;
+
+pub use io::StreamIo;
 
 use zilla_engine::Protocol;
 
@@ -24,6 +28,18 @@ pub struct TcpBegin {
     /// For accepted connections, the local address they arrived on; for streams opened towards a
     /// client binding, where to connect (used when the client has no `options`).
     pub destination: Option<Address>,
+    /// Set by a tls server on the decrypted stream it emits (so http knows `:scheme` is https
+    /// and which protocol ALPN chose), and by whoever opens a stream that must be encrypted.
+    pub tls: Option<TlsInfo>,
+}
+
+/// What a TLS handshake settled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// The server name (SNI).
+    pub server_name: Option<String>,
+    /// The protocol chosen by ALPN (`h2`, `http/1.1`).
+    pub alpn: Option<Vec<u8>>,
 }
 
 /// A destination: a socket address or a host name and port.
