@@ -2,7 +2,12 @@
 //! `inventory` registrations would be lost: name every plugin crate here once.
 
 use binding_echo as _;
+use binding_filesystem as _;
+use binding_http as _;
+use binding_http_filesystem as _;
 use binding_tcp as _;
+use binding_tls as _;
+use vault_filesystem as _;
 use exporter_stdout as _;
 
 /// Keeps the plugin crates linked (called once at start-up).

@@ -1,0 +1,1 @@
+//! The filesystem server binding: serves files under a location.

@@ -1,0 +1,1 @@
+//! The http-filesystem proxy binding: maps http requests to filesystem streams.

@@ -1,0 +1,1 @@
+//! The tls server and client bindings (rustls).

@@ -1,0 +1,1 @@
+//! The filesystem protocol spoken between http-filesystem and filesystem bindings.
