@@ -195,6 +195,7 @@ fn accept(
         return;
     };
     let begin = TcpBegin {
+        tls: None,
         source: Some(peer),
         destination: Some(Address::Socket(local)),
     };
@@ -283,6 +284,7 @@ impl Handler<Tcp> for ClientInner {
             };
             let _ = socket.set_nodelay(true);
             let begin = TcpBegin {
+                tls: None,
                 source: socket.local_addr().ok(),
                 destination: socket.peer_addr().ok().map(Address::Socket),
             };

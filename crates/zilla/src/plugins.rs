@@ -7,8 +7,8 @@ use binding_http as _;
 use binding_http_filesystem as _;
 use binding_tcp as _;
 use binding_tls as _;
-use vault_filesystem as _;
 use exporter_stdout as _;
+use vault_filesystem as _;
 
 /// Keeps the plugin crates linked (called once at start-up).
 pub(crate) fn link() {
