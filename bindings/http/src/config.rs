@@ -1,0 +1,144 @@
+//! Options, route conditions and rewrites of the http bindings, as zilla.yaml spells them.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Options of the `http` binding (server and client).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpOptions {
+    /// Protocol versions allowed: `http/1.1`, `h2` (default both).
+    #[serde(default)]
+    pub versions: Option<Vec<HttpVersion>>,
+    /// CORS policy (server only).
+    #[serde(default)]
+    pub access_control: Option<AccessControl>,
+    /// Guard name -> where its credentials are found (server) or injected (client). One entry.
+    #[serde(default)]
+    pub authorization: Option<IndexMap<String, Authorization>>,
+    /// Request headers replaced or added before forwarding (pseudo-headers allowed).
+    #[serde(default)]
+    pub overrides: Option<IndexMap<String, String>>,
+    /// Request and response validation.
+    #[serde(default)]
+    pub requests: Option<Vec<serde_json::Value>>,
+}
+
+/// An HTTP version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum HttpVersion {
+    /// HTTP/1.1.
+    #[serde(rename = "http/1.1")]
+    Http11,
+    /// HTTP/2.
+    #[serde(rename = "h2")]
+    H2,
+}
+
+/// `access-control`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AccessControl {
+    /// `same-origin` (default) or `cross-origin`.
+    #[serde(default)]
+    pub policy: Policy,
+    /// What a cross-origin policy allows (absent: any origin, method and header, no credentials).
+    #[serde(default)]
+    pub allow: Option<Allow>,
+    /// Preflight cache time, in seconds.
+    #[serde(default)]
+    pub max_age: Option<u64>,
+    /// Response headers exposed to scripts.
+    #[serde(default)]
+    pub expose: Option<Expose>,
+}
+
+/// A CORS policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Requests with a foreign `Origin` are refused with 403.
+    #[default]
+    SameOrigin,
+    /// Foreign origins are allowed as `allow` says.
+    CrossOrigin,
+}
+
+/// `access-control.allow`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Allow {
+    /// Allowed `Origin` values (`scheme://host[:port]`); absent means any.
+    #[serde(default)]
+    pub origins: Option<Vec<String>>,
+    /// Allowed methods; absent means any.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Allowed request headers (case-insensitive); absent means any.
+    #[serde(default)]
+    pub headers: Option<Vec<String>>,
+    /// Send `access-control-allow-credentials: true`.
+    #[serde(default)]
+    pub credentials: Option<bool>,
+}
+
+/// `access-control.expose`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expose {
+    /// Response headers listed in `access-control-expose-headers`.
+    #[serde(default)]
+    pub headers: Option<Vec<String>>,
+}
+
+/// `authorization.<guard>`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    /// Where the credentials are.
+    pub credentials: Credentials,
+}
+
+/// `authorization.<guard>.credentials`: patterns containing `{credentials}`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// Header name -> pattern, e.g. `authorization: Bearer {credentials}`.
+    #[serde(default)]
+    pub headers: Option<IndexMap<String, String>>,
+    /// Query parameter -> pattern, e.g. `access_token: "{credentials}"`.
+    #[serde(default)]
+    pub query: Option<IndexMap<String, String>>,
+    /// Cookie name -> pattern.
+    #[serde(default)]
+    pub cookies: Option<IndexMap<String, String>>,
+}
+
+/// One `when` condition of an http route.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCondition {
+    /// Header name (lower case, pseudo-headers such as `:path` included) -> pattern; all must
+    /// match. `*` matches any run of characters, `{name}` captures a path segment.
+    #[serde(default)]
+    pub headers: Option<IndexMap<String, String>>,
+}
+
+/// A route's `with`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpWith {
+    /// Header rewrites.
+    #[serde(default)]
+    pub headers: Option<HttpWithHeaders>,
+}
+
+/// `with.headers`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpWithHeaders {
+    /// Header name -> value; values may use `${params.name}` from `{name}` captures in `:path`.
+    #[serde(default)]
+    pub overrides: Option<IndexMap<String, String>>,
+}
