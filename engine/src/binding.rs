@@ -419,7 +419,7 @@ inventory::collect!(BindingDescriptor);
 /// Every registered binding type, sorted by name.
 pub fn binding_types() -> Vec<&'static BindingDescriptor> {
     let mut all: Vec<_> = inventory::iter::<BindingDescriptor>.into_iter().collect();
-    all.sort_by_key(|d| d.type_name);
+    all.sort_by_key(|d| (d.type_name, d.kinds.first().map(|k| k.as_str())));
     all
 }
 

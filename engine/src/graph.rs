@@ -517,37 +517,47 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
             names.bindings.insert(qualify(&ns.name, name), id);
             names.binding_list.push(qualify(&ns.name, name));
             let base = format!("bindings.{name}");
-            let info = match types.iter().find(|d| d.type_name == b.ty) {
-                None => {
-                    let known: Vec<&str> = types.iter().map(|d| d.type_name).collect();
-                    diags.0.push(config.locator.locate(
-                        ns.doc,
-                        ConfigError::new(
-                            format!("{base}.type"),
-                            format!(
-                                "unknown binding type '{}' (registered: {}){}",
-                                b.ty,
-                                known.join(", "),
-                                suggestion(&b.ty, known.iter().copied())
-                            ),
+            // A type may be provided by several crates, one per kind (sse server, sse client).
+            let of_type: Vec<&&BindingDescriptor> =
+                types.iter().filter(|d| d.type_name == b.ty).collect();
+            let info = if of_type.is_empty() {
+                let mut known: Vec<&str> = types.iter().map(|d| d.type_name).collect();
+                known.dedup();
+                diags.0.push(config.locator.locate(
+                    ns.doc,
+                    ConfigError::new(
+                        format!("{base}.type"),
+                        format!(
+                            "unknown binding type '{}' (registered: {}){}",
+                            b.ty,
+                            known.join(", "),
+                            suggestion(&b.ty, known.iter().copied())
                         ),
-                    ));
-                    None
-                }
-                Some(d) => match Kind::parse(&b.kind).filter(|k| d.kinds.contains(k)) {
-                    Some(kind) => Some(Info {
+                    ),
+                ));
+                None
+            } else {
+                let kind = Kind::parse(&b.kind);
+                match of_type
+                    .iter()
+                    .find(|d| kind.is_some_and(|k| d.kinds.contains(&k)))
+                {
+                    Some(d) => Some(Info {
                         descriptor: d,
-                        kind,
+                        kind: kind.expect("matched a kind"),
                     }),
                     None => {
-                        let kinds: Vec<&str> = d.kinds.iter().map(|k| k.as_str()).collect();
+                        let kinds: Vec<&str> = of_type
+                            .iter()
+                            .flat_map(|d| d.kinds.iter().map(|k| k.as_str()))
+                            .collect();
                         diags.0.push(config.locator.locate(
                             ns.doc,
                             ConfigError::new(
                                 format!("{base}.kind"),
                                 format!(
                                     "a {} binding has no kind '{}' (kinds: {}){}",
-                                    d.type_name,
+                                    b.ty,
                                     b.kind,
                                     kinds.join(", "),
                                     suggestion(&b.kind, kinds.iter().copied())
@@ -556,7 +566,7 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
                         ));
                         None
                     }
-                },
+                }
             };
             names.infos.push(info);
             declared.push((ns, name, b));

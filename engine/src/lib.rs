@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod graph;
 pub mod guard;
+pub mod pattern;
 pub mod plugin;
 pub mod properties;
 pub mod schema;
@@ -26,7 +27,7 @@ pub use plugin::{
     PluginContext, PluginFactory, VaultDescriptor,
 };
 pub use properties::Properties;
-pub use stream::{flags, Data, Ext, Frame, Protocol, Reset, Rx, Tx};
+pub use stream::{flags, Data, Ext, Frame, Protocol, Reset, Rx, Signal, Tx};
 
 /// Re-exported so plugin crates register with the same `inventory` version as the engine.
 pub use inventory;

@@ -21,7 +21,7 @@ pub fn schema() -> Value {
         let when = (d.when_schema)(&mut generator).to_value();
         let with = (d.with_schema)(&mut generator).to_value();
         bindings.push(json!({
-            "title": format!("{} binding", d.type_name),
+            "title": format!("{} binding ({})", d.type_name, kinds.join(", ")),
             "type": "object",
             "properties": {
                 "type": { "const": d.type_name },

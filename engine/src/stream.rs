@@ -122,6 +122,15 @@ impl<P: Protocol> fmt::Debug for Frame<P> {
     }
 }
 
+/// What the reader of a direction can tell its writer.
+#[derive(Debug)]
+pub enum Signal {
+    /// The reader refused the direction.
+    Reset(Reset),
+    /// The reader asks the writer to challenge its client (with an extension).
+    Challenge(Ext),
+}
+
 /// The reader refused the direction (Zilla's RESET), with an optional extension such as the
 /// status an http server should answer with.
 pub struct Reset(pub Ext);
@@ -299,6 +308,25 @@ impl<P: Protocol> Tx<P> {
     /// Resolves with the next challenge sent by the reader. Cancel-safe.
     pub async fn challenged(&mut self) -> Ext {
         poll_fn(|cx| self.poll_challenge(cx)).await
+    }
+
+    /// Polls for the next word from the reader: a reset, or a challenge.
+    pub fn poll_signal(&mut self, cx: &mut Context<'_>) -> Poll<Signal> {
+        let mut s = self.pipe.lock();
+        if s.reset {
+            return Poll::Ready(Signal::Reset(Reset(s.reset_ext.take())));
+        }
+        if let Some(ext) = s.challenges.pop_front() {
+            return Poll::Ready(Signal::Challenge(ext));
+        }
+        store(&mut s.writer, cx);
+        Poll::Pending
+    }
+
+    /// Resolves with the next word from the reader (reset or challenge). Cancel-safe; use it in
+    /// `select!` when both matter.
+    pub async fn signal(&mut self) -> Signal {
+        poll_fn(|cx| self.poll_signal(cx)).await
     }
 }
 

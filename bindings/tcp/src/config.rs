@@ -182,31 +182,9 @@ fn in_network(ip: IpAddr, (net, bits): (IpAddr, u8)) -> bool {
     }
 }
 
-/// `*` matches any run of characters; everything else literally; whole value.
+/// Host name patterns: Zilla's wildcard, case-insensitive.
 pub(crate) fn glob_match(pattern: &str, value: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern.eq_ignore_ascii_case(value);
-    }
-    let v = value.to_ascii_lowercase();
-    let mut rest = v.as_str();
-    for (i, part) in parts.iter().enumerate() {
-        let part = part.to_ascii_lowercase();
-        if i == 0 {
-            match rest.strip_prefix(part.as_str()) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part.as_str());
-        } else {
-            match rest.find(part.as_str()) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
+    zilla_engine::pattern::glob_match(&pattern.to_ascii_lowercase(), &value.to_ascii_lowercase())
 }
 
 impl TcpCondition {

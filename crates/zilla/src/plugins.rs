@@ -5,6 +5,8 @@ use binding_echo as _;
 use binding_filesystem as _;
 use binding_http as _;
 use binding_http_filesystem as _;
+use binding_sse_client as _;
+use binding_sse_server as _;
 use binding_tcp as _;
 use binding_tls as _;
 use exporter_stdout as _;
@@ -17,7 +19,7 @@ pub(crate) fn link() {
 
 /// The binding types this binary must offer.
 #[cfg(test)]
-pub(crate) const EXPECTED_BINDINGS: &[&str] = &["echo", "tcp"];
+pub(crate) const EXPECTED_BINDINGS: &[&str] = &["echo", "http", "sse", "tcp"];
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,228 @@
+//! The `sse` client binding: opens an upstream `GET` (an http stream) for each sse stream routed
+//! to it, and parses the upstream `text/event-stream` into events.
+//!
+//! ```yaml
+//! south_sse_client:
+//!   type: sse
+//!   kind: client
+//!   exit: south_http_client
+//! ```
+//!
+//! Parsing follows the WHATWG rules (every line ending, fragmentation at any byte, BOM,
+//! comments, `retry` and unknown fields skipped), where Zilla's own client can stall. An upstream
+//! answer other than `200` with `text/event-stream` refuses the stream: 4xx statuses pass
+//! through, anything else becomes `502`, and the reason is logged.
+
+use std::sync::Arc;
+
+use proto_http::{Headers, Http, HttpBegin, HttpReset};
+use proto_sse::config::{SseCondition, SseOptions};
+use proto_sse::{Sse, SseBegin, SseEvent};
+use sse_codec::Parser;
+use zilla_engine::{
+    flags, AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError,
+    Data, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Signal, Stream, Tx,
+};
+
+/// The `sse` binding type, client kind.
+#[derive(Debug)]
+pub struct SseClientFactory;
+
+zilla_engine::inventory::submit! { BindingDescriptor::new::<SseClientFactory>() }
+
+/// Default largest event accepted from upstream; larger ones are dropped and counted.
+const MAX_EVENT: usize = 1024 * 1024;
+
+impl BindingFactory for SseClientFactory {
+    const TYPE: &'static str = "sse";
+    const KINDS: &'static [Kind] = &[Kind::Client];
+    type Options = SseOptions;
+    type When = SseCondition;
+    type With = Nothing;
+
+    fn protocols(_: Kind) -> Protocols {
+        Protocols::new::<Sse, Http>()
+    }
+
+    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
+        cx.require_exit().map_err(|e| vec![e])?;
+        let max_event = cx
+            .properties
+            .usize("zilla.binding.sse.maximum.event.size", MAX_EVENT);
+        Ok(Box::new(SseClient(Arc::new(Inner {
+            name: cx.qualified_name(),
+            routes: cx.routes,
+            max_event,
+        }))))
+    }
+}
+
+struct SseClient(Arc<Inner>);
+
+impl Binding for SseClient {
+    fn handler(&self) -> Option<AnyHandler> {
+        Some(AnyHandler::new::<Sse>(self.0.clone()))
+    }
+}
+
+struct Inner {
+    name: String,
+    routes: Routes<SseCondition, Nothing>,
+    max_event: usize,
+}
+
+/// The upstream request for an sse begin.
+fn request(begin: &SseBegin) -> HttpBegin {
+    let mut headers = Headers::new();
+    headers.append(":method", "GET");
+    headers.append(":scheme", begin.scheme.clone());
+    headers.append(":authority", begin.authority.clone());
+    headers.append(":path", begin.path.clone());
+    headers.append("accept", "text/event-stream");
+    if let Some(id) = &begin.last_id {
+        headers.append("last-event-id", id.clone());
+    }
+    HttpBegin { headers }
+}
+
+impl Handler<Sse> for Inner {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Sse>) -> Result<(), Reset> {
+        let path = std::str::from_utf8(&stream.begin.path).unwrap_or("");
+        let Some(exit) = self
+            .routes
+            .resolve(graph, stream.session.as_deref(), |c| c.matches(path))
+            .and_then(|r| r.exit)
+        else {
+            return Err(Reset(None));
+        };
+        let (http_tx, http_rx) =
+            graph.open::<Http>(exit, request(&stream.begin), stream.session.clone())?;
+        let name = self.name.clone();
+        let max_event = self.max_event;
+        graph.spawn(run(stream, http_tx, http_rx, name, max_event));
+        Ok(())
+    }
+}
+
+fn refuse(status: u16) -> zilla_engine::Ext {
+    Some(Box::new(HttpReset {
+        status,
+        headers: Headers::new(),
+    }))
+}
+
+/// Why an upstream response cannot be an event stream, or `None` if it can.
+fn unacceptable(reply: &HttpBegin) -> Option<(u16, String)> {
+    let status: u16 = reply
+        .headers
+        .get_str(":status")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    if status != 200 {
+        let passed = if (400..500).contains(&status) {
+            status
+        } else {
+            502
+        };
+        return Some((passed, format!("upstream answered {status}")));
+    }
+    let content_type = reply.headers.get_str("content-type").unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("text/event-stream") {
+        let shown = if content_type.is_empty() {
+            "no content-type"
+        } else {
+            content_type
+        };
+        return Some((
+            502,
+            format!("upstream answered with {shown}, not text/event-stream"),
+        ));
+    }
+    None
+}
+
+async fn run(
+    stream: Stream<Sse>,
+    http_tx: Tx<Http>,
+    mut http_rx: Rx<Http>,
+    name: String,
+    max_event: usize,
+) {
+    let Stream {
+        rx: mut app_rx,
+        tx: mut app_tx,
+        trace_id,
+        ..
+    } = stream;
+    // A GET has no body: end the request now.
+    http_tx.end(None);
+
+    let reply = loop {
+        tokio::select! {
+            frame = http_rx.recv() => match frame {
+                Some(Frame::Begin(b)) => break b,
+                Some(Frame::Data(_) | Frame::Flush(_)) => {}
+                Some(Frame::End(_) | Frame::Abort(_)) | None => {
+                    tracing::debug!(binding = %name, trace_id, "upstream closed before answering");
+                    return app_rx.reset(refuse(502));
+                }
+            },
+            Signal::Reset(_) = app_tx.signal() => return,
+            frame = app_rx.recv(), if !app_rx.is_done() => {
+                if matches!(frame, Some(Frame::Abort(_)) | None) {
+                    return;
+                }
+            }
+        }
+    };
+    if let Some((status, why)) = unacceptable(&reply) {
+        tracing::warn!(binding = %name, trace_id, status, "{why}: event stream refused");
+        return app_rx.reset(refuse(status));
+    }
+    if app_tx.push(Frame::Begin(SseBegin::default())).is_err() {
+        return;
+    }
+
+    let mut parser = Parser::new(max_event);
+    let mut events = Vec::new();
+    loop {
+        tokio::select! {
+            frame = http_rx.recv() => match frame {
+                Some(Frame::Data(Data { payload: Some(chunk), .. })) => {
+                    let dropped = parser.dropped();
+                    parser.feed(chunk, &mut |e| events.push(e));
+                    if parser.dropped() > dropped {
+                        tracing::warn!(binding = %name, trace_id, dropped = parser.dropped(),
+                            "event larger than zilla.binding.sse.maximum.event.size dropped");
+                    }
+                    for e in events.drain(..) {
+                        let frame = Frame::Data(Data {
+                            flags: flags::COMPLETE,
+                            payload: e.data,
+                            meta: SseEvent { id: e.id, event: e.event, timestamp: 0 },
+                        });
+                        // Waits for credit: a slow client stops this read, and so the upstream.
+                        if app_tx.send(frame).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Some(Frame::Flush(ext)) => {
+                    let _ = app_tx.push(Frame::Flush(ext));
+                }
+                Some(Frame::Data(_) | Frame::Begin(_)) => {}
+                Some(Frame::End(_)) => return app_tx.end(None),
+                Some(Frame::Abort(_)) | None => return app_tx.abort(None),
+            },
+            Signal::Reset(_) = app_tx.signal() => return,
+            frame = app_rx.recv(), if !app_rx.is_done() => {
+                // The app ends its request when its response is finishing (or aborts it):
+                // the upstream request goes at once.
+                if matches!(frame, Some(Frame::End(_) | Frame::Abort(_)) | None) {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The `sse` server binding: accepts `GET` requests (http streams) for event streams, routes them
+//! on their path, and writes the events of the routed sse stream as `text/event-stream`.
+//!
+//! ```yaml
+//! north_sse_server:
+//!   type: sse
+//!   kind: server
+//!   routes:
+//!     - when: [ { path: /events* } ]
+//!       exit: south_sse_client
+//! ```
+//!
+//! Differences from Zilla, on purpose: `options.retry`, when set, is written as the first bytes
+//! of the stream; idle streams get a keep-alive comment every 15 s by default
+//! (`zilla.binding.sse.maximum.idle.time`, seconds, 0 disables); CR and CRLF inside event data
+//! also split `data:` lines.
+
+mod request;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto_http::{Http, HttpReset};
+use proto_sse::config::{SseCondition, SseOptions};
+use proto_sse::Sse;
+use zilla_engine::{
+    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError, Graph,
+    Handler, Kind, Nothing, Protocols, Reset, Routes, Stream,
+};
+
+/// The `sse` binding type, server kind.
+#[derive(Debug)]
+pub struct SseServerFactory;
+
+zilla_engine::inventory::submit! { BindingDescriptor::new::<SseServerFactory>() }
+
+impl BindingFactory for SseServerFactory {
+    const TYPE: &'static str = "sse";
+    const KINDS: &'static [Kind] = &[Kind::Server];
+    type Options = SseOptions;
+    type When = SseCondition;
+    type With = Nothing;
+
+    fn protocols(_: Kind) -> Protocols {
+        Protocols::new::<Http, Sse>()
+    }
+
+    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
+        cx.require_exit().map_err(|e| vec![e])?;
+        let options = cx.options.clone().unwrap_or_default();
+        if options.requests.as_ref().is_some_and(|r| !r.is_empty()) {
+            tracing::warn!(
+                binding = %cx.qualified_name(),
+                "options.requests (event validation) is parsed but not enforced yet"
+            );
+        }
+        let p = &cx.properties;
+        let settings = stream::Settings {
+            retry: options.retry,
+            initial_comment: p.bool("zilla.binding.sse.initial.comment.enabled", false),
+            idle: match p.usize("zilla.binding.sse.maximum.idle.time", 15) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs as u64)),
+            },
+            challenge_event: p
+                .get("zilla.binding.sse.challenge.event.type")
+                .unwrap_or("challenge")
+                .to_string(),
+            slow_client: stream::SlowClient::from_property(p.get("zilla.binding.sse.slow.client")),
+            slow_client_timeout: p.duration(
+                "zilla.binding.sse.slow.client.timeout",
+                Duration::from_secs(30),
+            ),
+        };
+        Ok(Box::new(SseServer(Arc::new(Inner {
+            name: cx.qualified_name(),
+            routes: cx.routes,
+            settings: Arc::new(settings),
+        }))))
+    }
+}
+
+struct SseServer(Arc<Inner>);
+
+impl Binding for SseServer {
+    fn handler(&self) -> Option<AnyHandler> {
+        Some(AnyHandler::new::<Http>(self.0.clone()))
+    }
+}
+
+struct Inner {
+    name: String,
+    routes: Routes<SseCondition, Nothing>,
+    settings: Arc<stream::Settings>,
+}
+
+fn refuse(status: u16) -> Reset {
+    Reset(Some(Box::new(HttpReset {
+        status,
+        headers: Default::default(),
+    })))
+}
+
+impl Handler<Http> for Inner {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Http>) -> Result<(), Reset> {
+        let request = match request::parse(&stream.begin.headers) {
+            Ok(r) => r,
+            Err(request::Rejected::Method) => return Err(refuse(405)),
+            Err(request::Rejected::LastEventId) => return Err(refuse(400)),
+        };
+        let path = std::str::from_utf8(&request.begin.path).unwrap_or("");
+        let Some(exit) = self
+            .routes
+            .resolve(graph, stream.session.as_deref(), |c| c.matches(path))
+            .and_then(|r| r.exit)
+        else {
+            tracing::debug!(binding = %self.name, path, "no route");
+            return Err(Reset(None));
+        };
+        let timestamps = request.begin.timestamps;
+        let (app_tx, app_rx) = graph.open::<Sse>(exit, request.begin, stream.session.clone())?;
+        let settings = self.settings.clone();
+        let graph2 = graph.clone();
+        let name = self.name.clone();
+        graph.spawn(async move {
+            stream::run(stream, app_tx, app_rx, settings, timestamps, &graph2, &name).await;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! The `sse` protocol: one event stream per exchange.
+//!
+//! The initial `Begin` carries where the stream is ([`SseBegin`]: scheme, authority, path without
+//! query, last event id); the initial direction carries nothing else until it ends. The reply
+//! `Begin` opens the event stream; each reply `Data` frame is one whole event: its payload is
+//! the event's data (`None`: an event with no data field, e.g. only an `id`), its [`SseEvent`]
+//! metadata the id and type. `End` may carry [`SseEnd`] (a last id to send before closing).
+
+use bytes::Bytes;
+use zilla_engine::Protocol;
+
+/// The `sse` protocol marker.
+#[derive(Debug, Clone, Copy)]
+pub struct Sse;
+
+impl Protocol for Sse {
+    const NAME: &'static str = "sse";
+    type Begin = SseBegin;
+    type Data = SseEvent;
+}
+
+/// Where an event stream is, and where the client left off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseBegin {
+    /// `http` or `https`.
+    pub scheme: Bytes,
+    /// Host and port.
+    pub authority: Bytes,
+    /// Path, without the query string.
+    pub path: Bytes,
+    /// The last event id the client saw (`Last-Event-ID`), if any; empty is not absent.
+    pub last_id: Option<Bytes>,
+    /// The client asked for timestamps (`Accept: text/event-stream;ext=timestamp`).
+    pub timestamps: bool,
+}
+
+/// Metadata of one event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    /// `id` field, if the event set one (empty resets the client's last id).
+    pub id: Option<Bytes>,
+    /// `event` field (the type), if set.
+    pub event: Option<Bytes>,
+    /// Milliseconds since the epoch, 0 for none.
+    pub timestamp: u64,
+}
+
+/// End extension: an id written as a final `id:` event before the stream closes, so the client
+/// reconnects with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEnd {
+    /// The id.
+    pub id: Bytes,
+}
+
+pub mod config;
