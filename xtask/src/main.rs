@@ -3,6 +3,7 @@
 //!
 //! - `cargo xtask test [--specs-only] [FILTER]`: build zilla, run the cargo
 //!   tests and the spec scenarios under `specs/`.
+//! - `cargo xtask demo`: run the SSE proxy example with its backend.
 //! - `cargo xtask bench tcp [--seconds N] [--bytes N] [--connections N]`:
 //!   compare tcp proxying through zilla with a direct connection (and nginx,
 //!   when installed).
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod demo;
 mod test;
 
 const HELP: &str = "\
@@ -33,6 +35,11 @@ commands:
         64-byte round trips on one connection (--seconds each, default 5),
         round trips on --connections concurrent connections (default 50).
 
+  demo
+      Builds (release) and runs the bundled SSE backend (zilla-sse-server on
+      8001, publishing port 7001) and `zilla start` on
+      examples/sse.proxy/zilla.yaml (port 7114), until Ctrl-C.
+
   help
       Show this message.
 ";
@@ -46,6 +53,7 @@ fn main() -> ExitCode {
         }
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("demo") => demo::run(&args[1..]),
         Some(other) => {
             eprintln!("unknown command `{other}`\n");
             eprint!("{HELP}");
