@@ -120,9 +120,15 @@ pub struct Credentials {
 #[serde(deny_unknown_fields)]
 pub struct HttpCondition {
     /// Header name (lower case, pseudo-headers such as `:path` included) -> pattern; all must
-    /// match. `*` matches any run of characters, `{name}` captures a path segment.
+    /// match. `*` matches any run of characters, `{name}` captures one or more characters (their
+    /// value is `${params.name}` in `with.headers.overrides`). A `:path` pattern that does not end
+    /// with `*` also matches the path followed by a `?query`.
     #[serde(default)]
     pub headers: Option<IndexMap<String, String>>,
+    /// The compiled patterns, filled once when the server binding is built.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) compiled: std::sync::OnceLock<Vec<(String, crate::server::pattern::Pattern)>>,
 }
 
 /// A route's `with`.

@@ -1,7 +1,11 @@
 //! Test support: run the real `zilla` binary on a config in a temporary directory, read what it
 //! prints, signal it, and pick free ports on 127.0.0.1.
 
+mod sse;
+
 use std::io::{BufRead, BufReader, Read};
+
+pub use sse::{rss_kib, SseBackend};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -137,6 +141,11 @@ impl Zilla {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM.

@@ -1,0 +1,875 @@
+//! The http client binding: sends each `http` stream routed to it as an HTTP/1.1 request over a
+//! `tcp` stream opened to its exit (a tcp client, or a tls client), and streams the response back.
+//!
+//! ```yaml
+//! south_http_client:
+//!   type: http
+//!   kind: client
+//!   options:
+//!     versions: [http/1.1]
+//!     overrides: { ":authority": "sse-server:8001" }
+//!   exit: south_tcp_client
+//! ```
+//!
+//! - The request line and headers come from the stream's `Begin` (after `options.overrides`):
+//!   `:authority` becomes `Host` and, with the default port of `:scheme`, the destination the tcp
+//!   stream asks its exit to connect to. Header names are written Title-Cased. A body is sent
+//!   with its `content-length`, else chunked (POST, PUT, PATCH, or `transfer-encoding: chunked`);
+//!   other methods without a length send no body.
+//! - The response is streamed to the app as it arrives: `:status` and the lower-cased headers
+//!   (hop-by-hop ones removed), then every piece of body as read (chunked bodies are de-chunked,
+//!   one data frame per chunk, trailers in the `End`), so server-sent events pass one by one.
+//! - Upstream connections are kept per (exit, scheme, authority) and reused: at most
+//!   `zilla.binding.http.maximum.connections` (default 10) per origin, busy or idle; with none
+//!   free the app gets `503` with `retry-after: 0`. An idle connection is closed when the upstream
+//!   closes it or sends anything, after `zilla.binding.http.client.idle.timeout` (default 60s),
+//!   and at shutdown.
+//! - Failures before the response began are answered to the app: `502` if the connection is
+//!   refused, or reset, closed or garbled before a response head; `504` if no response head came
+//!   within `zilla.binding.http.client.response.timeout` (default 30s, counted from the request,
+//!   connecting included). After the response began, an upstream failure aborts the app's reply.
+//!   If the app resets the reply or aborts the request, the upstream connection is closed at once.
+//!
+//! Not yet: HTTP/2 (`versions: [h2]` is refused at load time), the `h2c` upgrade offer, and
+//! `authorization` credential injection (sessions carry no raw credentials yet).
+
+mod codec;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use proto_http::{Headers, Http, HttpBegin, HttpTrailers};
+use proto_tcp::{Address, Tcp, TcpBegin};
+use tokio::sync::oneshot;
+use tokio::time::{sleep_until, Instant};
+use zilla_engine::{
+    AnyHandler, Binding, BindingContext, BindingId, ConfigError, Data, Frame, Graph, Handler,
+    Reset, Routes, Rx, Session, Stream, Tx,
+};
+
+use crate::config::{HttpCondition, HttpVersion, HttpWith};
+use crate::HttpFactory;
+use codec::{
+    chunk_header, chunked_end, encode_request_head, Body, BodyDecoder, HeadReader, RequestBody,
+};
+
+/// Property: most upstream connections per origin (default [`DEFAULT_MAX_CONNECTIONS`]).
+const MAX_CONNECTIONS_PROPERTY: &str = "zilla.binding.http.maximum.connections";
+/// Property: how long to wait for a response head (default [`DEFAULT_RESPONSE_TIMEOUT`]).
+const RESPONSE_TIMEOUT_PROPERTY: &str = "zilla.binding.http.client.response.timeout";
+/// Property: how long an idle upstream connection is kept (default [`DEFAULT_IDLE_TIMEOUT`]).
+const IDLE_TIMEOUT_PROPERTY: &str = "zilla.binding.http.client.idle.timeout";
+const DEFAULT_MAX_CONNECTIONS: usize = 10;
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Event reported when a request fails upstream.
+const EVENT_FAILED: &str = "BINDING_HTTP_CLIENT_REQUEST_FAILED";
+
+/// Builds an http client.
+pub(crate) fn build(
+    mut cx: BindingContext<HttpFactory>,
+) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    if let Err(e) = cx.require_exit() {
+        errors.push(e);
+    }
+    for (i, r) in cx.routes.iter().enumerate() {
+        if r.exit.is_none() {
+            errors.push(cx.error(
+                &format!("routes[{i}]"),
+                "an http client route needs an `exit` (a tcp or tls client)",
+            ));
+        }
+    }
+    let options = cx.options.take().unwrap_or_default();
+    if options.access_control.is_some() {
+        errors.push(ConfigError::at_key(
+            cx.path("options.access-control"),
+            "`access-control` applies to an http server only: remove it from this client",
+        ));
+    }
+    if let Some(versions) = &options.versions {
+        if !versions.contains(&HttpVersion::Http11) {
+            errors.push(cx.error(
+                "options.versions",
+                "this http client speaks HTTP/1.1 only for now (HTTP/2 is not implemented yet): \
+                 use `versions: [http/1.1]`",
+            ));
+        }
+    }
+    let mut overrides = Vec::new();
+    for (name, value) in options.overrides.iter().flatten() {
+        let lower = name.to_ascii_lowercase();
+        let valid_name = match lower.strip_prefix(':') {
+            Some(pseudo) => matches!(pseudo, "method" | "scheme" | "authority" | "path"),
+            None => {
+                !lower.is_empty()
+                    && lower
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+            }
+        };
+        if !valid_name {
+            errors.push(cx.error(
+                &format!("options.overrides.{name}"),
+                "not a header name: use a token such as `x-api-key` or one of `:method`, \
+                 `:scheme`, `:authority`, `:path`",
+            ));
+        }
+        if value.bytes().any(|c| (c < b' ' && c != b'\t') || c == 0x7f) {
+            errors.push(cx.error(
+                &format!("options.overrides.{name}"),
+                "header values cannot contain line breaks or control characters",
+            ));
+        }
+        overrides.push((Bytes::from(lower), Bytes::from(value.clone())));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if options.authorization.is_some() {
+        tracing::warn!(
+            binding = %cx.qualified_name(),
+            "options.authorization is ignored by the http client for now: credentials are not injected upstream"
+        );
+    }
+    let properties = &cx.properties;
+    let client = ClientInner {
+        name: cx.qualified_name(),
+        routes: cx.routes,
+        overrides,
+        response_timeout: properties.duration(RESPONSE_TIMEOUT_PROPERTY, DEFAULT_RESPONSE_TIMEOUT),
+        idle_timeout: properties.duration(IDLE_TIMEOUT_PROPERTY, DEFAULT_IDLE_TIMEOUT),
+        pool: Arc::new(Pool {
+            max: properties
+                .usize(MAX_CONNECTIONS_PROPERTY, DEFAULT_MAX_CONNECTIONS)
+                .max(1),
+            origins: Mutex::new(HashMap::new()),
+        }),
+    };
+    Ok(Box::new(HttpClient(Arc::new(client))))
+}
+
+struct HttpClient(Arc<ClientInner>);
+
+impl Binding for HttpClient {
+    fn handler(&self) -> Option<AnyHandler> {
+        Some(AnyHandler::new::<Http>(self.0.clone()))
+    }
+
+    /// On reload or shutdown, idle upstream connections are closed (busy ones finish first).
+    fn detach(&self) {
+        let mut origins = self.0.pool.lock();
+        for origin in origins.values_mut() {
+            // Dropping a handle tells its watcher to close the connection.
+            origin.idle.clear();
+        }
+    }
+}
+
+struct ClientInner {
+    name: String,
+    routes: Routes<HttpCondition, HttpWith>,
+    overrides: Vec<(Bytes, Bytes)>,
+    response_timeout: Duration,
+    idle_timeout: Duration,
+    pool: Arc<Pool>,
+}
+
+/// What the task of one exchange needs, decided when the stream was offered.
+struct Request {
+    key: Key,
+    destination: Address,
+    head: Bytes,
+    body: RequestBody,
+    head_request: bool,
+}
+
+fn refuse(status: u16) -> Reset {
+    Reset(Some(Box::new(proto_http::HttpReset {
+        status,
+        headers: Headers::new(),
+    })))
+}
+
+impl Handler<Http> for ClientInner {
+    fn open(&self, graph: &Arc<Graph>, mut stream: Stream<Http>) -> Result<(), Reset> {
+        let headers = &mut stream.begin.headers;
+        let route = self.routes.resolve(graph, stream.session.as_deref(), |c| {
+            condition_matches(c, headers)
+        });
+        let exit = route.and_then(|r| r.exit).ok_or(Reset(None))?;
+        for (name, value) in &self.overrides {
+            headers.set(name.clone(), value.clone());
+        }
+        let bad_request = |message: String| {
+            graph.event(&self.name, EVENT_FAILED, stream.trace_id, message);
+            refuse(400)
+        };
+        let (head, body) = encode_request_head(headers)
+            .map_err(|e| bad_request(format!("400 Bad Request: {e}")))?;
+        let scheme = headers
+            .get(":scheme")
+            .cloned()
+            .unwrap_or_else(|| Bytes::from_static(b"http"));
+        let authority = headers
+            .get(":authority")
+            .or_else(|| headers.get("host"))
+            .cloned()
+            .unwrap_or_default();
+        let destination = destination(&authority, &scheme).ok_or_else(|| {
+            bad_request(format!(
+                "400 Bad Request: :authority {:?} is not host[:port]",
+                String::from_utf8_lossy(&authority)
+            ))
+        })?;
+        let head_request = headers
+            .get(":method")
+            .is_some_and(|m| m.as_ref() == b"HEAD");
+        let request = Request {
+            key: Key {
+                exit,
+                scheme,
+                authority: Bytes::from(authority.to_ascii_lowercase()),
+            },
+            destination,
+            head,
+            body,
+            head_request,
+        };
+        let cx = Exchange {
+            graph: graph.clone(),
+            name: self.name.clone(),
+            pool: self.pool.clone(),
+            response_timeout: self.response_timeout,
+            idle_timeout: self.idle_timeout,
+            trace_id: stream.trace_id,
+        };
+        graph.spawn(exchange(cx, stream, request));
+        Ok(())
+    }
+}
+
+/// `*` matches any run of bytes, `{name}` any run without `/`; everything else literally.
+fn glob(pattern: &[u8], value: &[u8]) -> bool {
+    match pattern.first() {
+        None => value.is_empty(),
+        Some(b'*') => (0..=value.len()).any(|i| glob(&pattern[1..], &value[i..])),
+        Some(b'{') => match pattern.iter().position(|&c| c == b'}') {
+            Some(close) => {
+                let rest = &pattern[close + 1..];
+                let max = value.iter().position(|&c| c == b'/').unwrap_or(value.len());
+                (1..=max).any(|i| glob(rest, &value[i..]))
+            }
+            None => value.first() == Some(&b'{') && glob(&pattern[1..], &value[1..]),
+        },
+        Some(&c) => value.first() == Some(&c) && glob(&pattern[1..], &value[1..]),
+    }
+}
+
+fn condition_matches(c: &HttpCondition, headers: &Headers) -> bool {
+    c.headers.iter().flatten().all(|(name, pattern)| {
+        headers
+            .get(&name.to_ascii_lowercase())
+            .is_some_and(|v| glob(pattern.as_bytes(), v))
+    })
+}
+
+/// Where to connect for `authority` (`host[:port]`, `[v6]:port`), with the default port of
+/// `scheme` when none is given.
+fn destination(authority: &[u8], scheme: &[u8]) -> Option<Address> {
+    let text = std::str::from_utf8(authority).ok()?;
+    let default = if scheme.eq_ignore_ascii_case(b"https") {
+        443
+    } else {
+        80
+    };
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => default,
+            _ => after.strip_prefix(':')?.parse().ok()?,
+        };
+        (host, port)
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().ok()?),
+            None => (text, default),
+        }
+    };
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b':'));
+    valid.then(|| Address::Host(host.to_string(), port))
+}
+
+/// An origin: the exit plus scheme and authority.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    exit: BindingId,
+    scheme: Bytes,
+    authority: Bytes,
+}
+
+/// Asks an idle connection's watcher to hand the connection over.
+type IdleHandle = oneshot::Sender<oneshot::Sender<Conn>>;
+
+/// Upstream connections of one binding, per origin. The lock is taken once or twice per request,
+/// never per event.
+struct Pool {
+    max: usize,
+    origins: Mutex<HashMap<Key, Origin>>,
+}
+
+#[derive(Default)]
+struct Origin {
+    /// Connections alive, busy or idle.
+    open: usize,
+    /// Idle connections, most recent last.
+    idle: Vec<IdleHandle>,
+}
+
+enum Checkout {
+    Idle(IdleHandle),
+    New(Slot),
+    Exhausted,
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Origin>> {
+        self.origins.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn checkout(self: &Arc<Self>, key: &Key) -> Checkout {
+        let mut origins = self.lock();
+        let origin = origins.entry(key.clone()).or_default();
+        while let Some(handle) = origin.idle.pop() {
+            if !handle.is_closed() {
+                return Checkout::Idle(handle);
+            }
+        }
+        if origin.open < self.max {
+            origin.open += 1;
+            return Checkout::New(Slot {
+                pool: self.clone(),
+                key: key.clone(),
+            });
+        }
+        Checkout::Exhausted
+    }
+
+    fn checkin(&self, key: &Key, handle: IdleHandle) {
+        let mut origins = self.lock();
+        let origin = origins.entry(key.clone()).or_default();
+        origin.idle.retain(|h| !h.is_closed());
+        origin.idle.push(handle);
+    }
+}
+
+/// One counted connection of an origin; dropping it frees the place.
+struct Slot {
+    pool: Arc<Pool>,
+    key: Key,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut origins = self.pool.lock();
+        if let Some(origin) = origins.get_mut(&self.key) {
+            origin.open = origin.open.saturating_sub(1);
+            origin.idle.retain(|h| !h.is_closed());
+            if origin.open == 0 && origin.idle.is_empty() {
+                origins.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// An upstream connection: the halves of a tcp stream, and its place in the pool.
+struct Conn {
+    tx: Tx<Tcp>,
+    rx: Rx<Tcp>,
+    slot: Slot,
+}
+
+impl Conn {
+    /// Closes cleanly (FIN upstream).
+    fn close(self) {
+        let Conn { tx, rx, slot } = self;
+        tx.end(None);
+        drop(rx);
+        drop(slot);
+    }
+}
+
+/// Keeps an idle connection until a request takes it, the upstream closes it (or sends
+/// anything, which it may not do unasked), it times out, or the engine shuts down.
+async fn watch_idle(
+    graph: Arc<Graph>,
+    mut conn: Conn,
+    mut take: oneshot::Receiver<oneshot::Sender<Conn>>,
+    timeout: Duration,
+) {
+    let taken = tokio::select! {
+        reply = &mut take => reply.ok(),
+        _ = conn.rx.recv() => None,
+        _ = tokio::time::sleep(timeout) => None,
+        _ = graph.shutdown().cancelled() => None,
+    };
+    match taken {
+        Some(reply) => {
+            if let Err(conn) = reply.send(conn) {
+                conn.close();
+            }
+        }
+        // The connection goes before the handle, so a request that finds the handle dead also
+        // finds the place free.
+        None => conn.close(),
+    }
+    drop(take);
+}
+
+/// What every stage of an exchange needs.
+struct Exchange {
+    graph: Arc<Graph>,
+    name: String,
+    pool: Arc<Pool>,
+    response_timeout: Duration,
+    idle_timeout: Duration,
+    trace_id: u64,
+}
+
+/// Why a request got no upstream response.
+#[derive(Debug)]
+struct Failure {
+    status: u16,
+    message: String,
+}
+
+impl Failure {
+    fn bad_gateway(message: impl Into<String>) -> Self {
+        Failure {
+            status: 502,
+            message: message.into(),
+        }
+    }
+
+    fn timeout(cx: &Exchange) -> Self {
+        Failure {
+            status: 504,
+            message: format!(
+                "no response within {:?} (property {RESPONSE_TIMEOUT_PROPERTY})",
+                cx.response_timeout
+            ),
+        }
+    }
+}
+
+impl Exchange {
+    fn report(&self, message: String) {
+        self.graph
+            .event(&self.name, EVENT_FAILED, self.trace_id, message);
+    }
+
+    /// Answers the app with a bodiless `status` (synthetic: no request reached a response).
+    fn reply(&self, mut tx: Tx<Http>, failure: Failure, destination: &Address) {
+        let reason = match failure.status {
+            502 => "Bad Gateway",
+            503 => "Service Unavailable",
+            504 => "Gateway Timeout",
+            _ => "",
+        };
+        self.report(format!(
+            "{} {reason}: {destination}: {}",
+            failure.status, failure.message
+        ));
+        let mut begin = HttpBegin::status(failure.status);
+        if failure.status == 503 {
+            begin.headers.set("retry-after", Bytes::from_static(b"0"));
+        }
+        begin
+            .headers
+            .set("content-length", Bytes::from_static(b"0"));
+        if tx.push(Frame::Begin(begin)).is_ok() {
+            tx.end(None);
+        }
+    }
+
+    /// An idle connection of the origin, or a new one, or why there is none.
+    async fn acquire(
+        &self,
+        request: &Request,
+        session: Option<Arc<Session>>,
+        deadline: Instant,
+    ) -> Result<Conn, Failure> {
+        loop {
+            match self.pool.checkout(&request.key) {
+                Checkout::Idle(handle) => {
+                    let (reply, taken) = oneshot::channel();
+                    if handle.send(reply).is_ok() {
+                        if let Ok(conn) = taken.await {
+                            return Ok(conn);
+                        }
+                    }
+                    // It closed meanwhile: try the next one.
+                }
+                Checkout::New(slot) => return self.connect(request, session, slot, deadline).await,
+                Checkout::Exhausted => {
+                    return Err(Failure {
+                        status: 503,
+                        message: format!(
+                            "all {} connections to this origin are busy (property {MAX_CONNECTIONS_PROPERTY})",
+                            self.pool.max
+                        ),
+                    })
+                }
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        request: &Request,
+        session: Option<Arc<Session>>,
+        slot: Slot,
+        deadline: Instant,
+    ) -> Result<Conn, Failure> {
+        let begin = TcpBegin {
+            source: None,
+            destination: Some(request.destination.clone()),
+            tls: None,
+        };
+        let (tx, mut rx) = self
+            .graph
+            .open::<Tcp>(request.key.exit, begin, session)
+            .map_err(|_| {
+                Failure::bad_gateway(format!(
+                    "{} refused the connection",
+                    self.graph.name(request.key.exit)
+                ))
+            })?;
+        loop {
+            let frame = tokio::select! {
+                frame = rx.recv() => frame,
+                _ = sleep_until(deadline) => return Err(Failure::timeout(self)),
+            };
+            match frame {
+                Some(Frame::Begin(begin)) => {
+                    let alpn = begin.tls.as_ref().and_then(|t| t.alpn.as_deref());
+                    if alpn == Some(b"h2") {
+                        return Err(Failure::bad_gateway(
+                            "the upstream chose HTTP/2 (ALPN h2), which this client does not speak yet",
+                        ));
+                    }
+                    return Ok(Conn { tx, rx, slot });
+                }
+                Some(Frame::Flush(_)) => {}
+                _ => return Err(Failure::bad_gateway("connection refused")),
+            }
+        }
+    }
+}
+
+/// How sending the request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// The whole request is on the wire.
+    Complete,
+    /// The app aborted the request, or its body did not match its `content-length`.
+    AppFailed,
+    /// The upstream refused more bytes.
+    UpstreamGone,
+}
+
+/// How receiving the response ended.
+#[derive(Debug)]
+enum Received {
+    /// The whole response was passed on; `reusable` if the connection can carry another one.
+    Complete { reusable: bool },
+    /// The app reset the reply.
+    AppGone,
+    /// The upstream failed before the response head.
+    NoResponse(Failure),
+    /// The upstream failed after the response began (the reply was aborted).
+    Broken(String),
+}
+
+async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
+    let Stream {
+        rx: mut app_rx,
+        tx: mut app_tx,
+        session,
+        ..
+    } = stream;
+    let deadline = Instant::now() + cx.response_timeout;
+    let acquired = tokio::select! {
+        conn = cx.acquire(&request, session, deadline) => conn,
+        // The app went away while connecting: nothing to answer.
+        _ = app_tx.reset() => return,
+    };
+    let conn = match acquired {
+        Ok(conn) => conn,
+        Err(failure) => return cx.reply(app_tx, failure, &request.destination),
+    };
+    let Conn {
+        tx: mut up_tx,
+        rx: mut up_rx,
+        slot,
+    } = conn;
+
+    let (sent, received) = {
+        let send = send_request(&mut app_rx, &mut up_tx, request.head.clone(), request.body);
+        let receive =
+            receive_response(&cx, &mut up_rx, &mut app_tx, deadline, request.head_request);
+        tokio::pin!(send, receive);
+        let mut sent = None;
+        loop {
+            tokio::select! {
+                s = &mut send, if sent.is_none() => {
+                    sent = Some(s);
+                    if s == Sent::AppFailed {
+                        break (sent, None);
+                    }
+                }
+                r = &mut receive => break (sent, Some(r)),
+            }
+        }
+    };
+    // A request without a body is complete once its head is written.
+    let complete = sent == Some(Sent::Complete)
+        || (request.body == RequestBody::None && sent != Some(Sent::UpstreamGone));
+    match received {
+        Some(Received::Complete { reusable: true }) if complete => {
+            drop(app_rx);
+            let (handle, take) = oneshot::channel();
+            cx.pool.checkin(&slot.key, handle);
+            let conn = Conn {
+                tx: up_tx,
+                rx: up_rx,
+                slot,
+            };
+            cx.graph
+                .spawn(watch_idle(cx.graph.clone(), conn, take, cx.idle_timeout));
+        }
+        Some(Received::Complete { .. }) if complete => {
+            up_tx.end(None);
+        }
+        Some(Received::NoResponse(failure)) => {
+            drop((up_tx, up_rx));
+            cx.reply(app_tx, failure, &request.destination);
+        }
+        Some(Received::Broken(message)) => {
+            cx.report(format!(
+                "{}: response aborted: {message}",
+                request.destination
+            ));
+            // Dropping both sides aborts the reply and resets the upstream connection.
+        }
+        // The app went away, aborted its request, or the response ended before the request:
+        // the connection is dropped, which resets it (never reused).
+        _ => {}
+    }
+}
+
+/// Writes the request head, then the app's body framed as `body`.
+async fn send_request(
+    app: &mut Rx<Http>,
+    up: &mut Tx<Tcp>,
+    head: Bytes,
+    body: RequestBody,
+) -> Sent {
+    if up.send(Frame::Data(Data::bytes(head))).await.is_err() {
+        return Sent::UpstreamGone;
+    }
+    let mut written: u64 = 0;
+    loop {
+        match app.recv().await {
+            Some(Frame::Data(d)) => {
+                let Some(payload) = d.payload.filter(|p| !p.is_empty()) else {
+                    continue;
+                };
+                let len = payload.len();
+                let sent = match body {
+                    RequestBody::None => continue,
+                    RequestBody::Length(max) => {
+                        if written + len as u64 > max {
+                            return Sent::AppFailed;
+                        }
+                        up.send(Frame::Data(Data::bytes(payload))).await
+                    }
+                    RequestBody::Chunked => {
+                        match up
+                            .send(Frame::Data(Data::bytes(chunk_header(len, written == 0))))
+                            .await
+                        {
+                            Ok(()) => up.send(Frame::Data(Data::bytes(payload))).await,
+                            Err(e) => Err(e),
+                        }
+                    }
+                };
+                if sent.is_err() {
+                    return Sent::UpstreamGone;
+                }
+                written += len as u64;
+            }
+            Some(Frame::Begin(_) | Frame::Flush(_)) => {}
+            Some(Frame::End(ext)) => {
+                return match body {
+                    RequestBody::None => Sent::Complete,
+                    RequestBody::Length(n) if written != n => Sent::AppFailed,
+                    RequestBody::Length(_) => Sent::Complete,
+                    RequestBody::Chunked => {
+                        let trailers = ext
+                            .and_then(|e| e.downcast::<HttpTrailers>().ok())
+                            .map(|t| t.0);
+                        let Ok(end) = chunked_end(written == 0, trailers.as_ref()) else {
+                            return Sent::AppFailed;
+                        };
+                        match up.send(Frame::Data(Data::bytes(end))).await {
+                            Ok(()) => Sent::Complete,
+                            Err(_) => Sent::UpstreamGone,
+                        }
+                    }
+                };
+            }
+            Some(Frame::Abort(_)) | None => return Sent::AppFailed,
+        }
+    }
+}
+
+/// Reads the response head (within `deadline`), replies `Begin` to the app, then streams the
+/// body, one data frame per piece decoded.
+async fn receive_response(
+    cx: &Exchange,
+    up: &mut Rx<Tcp>,
+    app: &mut Tx<Http>,
+    deadline: Instant,
+    head_request: bool,
+) -> Received {
+    let mut reader = HeadReader::default();
+    let (head, mut input) = loop {
+        let frame = tokio::select! {
+            _ = app.reset() => return Received::AppGone,
+            _ = sleep_until(deadline) => return Received::NoResponse(Failure::timeout(cx)),
+            frame = up.recv() => frame,
+        };
+        match frame {
+            Some(Frame::Data(Data {
+                payload: Some(p), ..
+            })) => match reader.push(p, head_request) {
+                Ok(Some(done)) => break done,
+                Ok(None) => {}
+                Err(e) => return Received::NoResponse(Failure::bad_gateway(e.to_string())),
+            },
+            Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush(_)) => {}
+            Some(Frame::End(_)) => {
+                return Received::NoResponse(Failure::bad_gateway(
+                    "the upstream closed the connection before a response",
+                ))
+            }
+            Some(Frame::Abort(_)) | None => {
+                return Received::NoResponse(Failure::bad_gateway(
+                    "the upstream reset the connection before a response",
+                ))
+            }
+        }
+    };
+    let keep_alive = head.keep_alive;
+    let mut decoder = BodyDecoder::new(head.body);
+    if app
+        .push(Frame::Begin(HttpBegin {
+            headers: head.headers,
+        }))
+        .is_err()
+    {
+        return Received::AppGone;
+    }
+    loop {
+        loop {
+            match decoder.decode(&mut input) {
+                Ok(Some(Body::Data(bytes))) => {
+                    if app.send(Frame::Data(Data::bytes(bytes))).await.is_err() {
+                        return Received::AppGone;
+                    }
+                }
+                Ok(Some(Body::End(trailers))) => {
+                    let ext = trailers.map(|t| Box::new(HttpTrailers(t)) as Box<dyn Any + Send>);
+                    if app.push(Frame::End(ext)).is_err() {
+                        return Received::AppGone;
+                    }
+                    return Received::Complete {
+                        reusable: keep_alive && input.is_empty(),
+                    };
+                }
+                Ok(None) => break,
+                Err(e) => return Received::Broken(e.to_string()),
+            }
+        }
+        let frame = tokio::select! {
+            _ = app.reset() => return Received::AppGone,
+            frame = up.recv() => frame,
+        };
+        match frame {
+            Some(Frame::Data(Data {
+                payload: Some(p), ..
+            })) => input = p,
+            Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush(_)) => {}
+            Some(Frame::End(_)) => {
+                return match decoder.eof() {
+                    Ok(_) => {
+                        if app.push(Frame::End(None)).is_err() {
+                            return Received::AppGone;
+                        }
+                        Received::Complete { reusable: false }
+                    }
+                    Err(e) => Received::Broken(e.to_string()),
+                }
+            }
+            Some(Frame::Abort(_)) | None => {
+                return Received::Broken("the upstream reset the connection".into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations() {
+        assert_eq!(
+            destination(b"example.com", b"http"),
+            Some(Address::Host("example.com".into(), 80))
+        );
+        assert_eq!(
+            destination(b"example.com", b"https"),
+            Some(Address::Host("example.com".into(), 443))
+        );
+        assert_eq!(
+            destination(b"localhost:8080", b"http"),
+            Some(Address::Host("localhost".into(), 8080))
+        );
+        assert_eq!(
+            destination(b"[::1]:9000", b"http"),
+            Some(Address::Host("::1".into(), 9000))
+        );
+        assert_eq!(destination(b"a:b", b"http"), None);
+        assert_eq!(destination(b"", b"http"), None);
+        assert_eq!(destination(b"user@host", b"http"), None);
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob(b"/events/*", b"/events/a/b"));
+        assert!(glob(b"/items/{id}", b"/items/42"));
+        assert!(!glob(b"/items/{id}", b"/items/42/x"));
+        assert!(glob(b"*", b""));
+        assert!(!glob(b"/a", b"/b"));
+    }
+}

@@ -1,0 +1,534 @@
+//! The http server binding: accepts `tcp` byte streams (from a tcp or tls server), speaks
+//! HTTP/1.1 ([`h1`]) or HTTP/2 ([`h2`]) on them, and opens one `http` stream per request to the
+//! exit chosen by its routes.
+//!
+//! What is version independent lives here: the CORS check, credential extraction and guard
+//! sessions, routing and header overrides ([`Server::admit`]), and the session timers that
+//! challenge and end guarded responses ([`SessionTimer`]).
+
+mod auth;
+mod cors;
+mod h1;
+mod h2;
+pub(crate) mod pattern;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use proto_http::{Headers, Http, HttpBegin, HttpChallenge, HttpReset};
+use proto_tcp::{Tcp, TcpBegin};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use zilla_engine::{
+    AnyHandler, Binding, BindingContext, ConfigError, Ext, Frame, Graph, GuardId, Handler, Reset,
+    Routes, Rx, Session, Stream, Tx,
+};
+
+use crate::config::{HttpCondition, HttpVersion, HttpWith};
+use crate::HttpFactory;
+use auth::Extractor;
+use cors::Cors;
+use pattern::Pattern;
+
+/// Property: the largest request header section (HTTP/1.1) or header list (HTTP/2) accepted.
+pub(crate) const MAX_HEADER_LIST_SIZE: &str = "zilla.binding.http.max.header.list.size";
+/// Property: the most concurrent HTTP/2 streams per connection.
+pub(crate) const CONCURRENT_STREAMS: &str = "zilla.binding.http.concurrent.streams";
+/// Property: the value of a `Server` header added to every response (absent: none).
+pub(crate) const SERVER_HEADER: &str = "zilla.binding.http.server.header";
+
+/// Builds an http server.
+pub(crate) fn build(
+    mut cx: BindingContext<HttpFactory>,
+) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
+    cx.require_exit().map_err(|e| vec![e])?;
+    let options = cx.options.take().unwrap_or_default();
+    let mut errors = Vec::new();
+
+    let versions = options
+        .versions
+        .clone()
+        .unwrap_or_else(|| vec![HttpVersion::Http11, HttpVersion::H2]);
+    if versions.is_empty() {
+        errors.push(cx.error(
+            "options.versions",
+            "no HTTP version allowed: list `http/1.1`, `h2` or both (or remove `versions`)",
+        ));
+    }
+
+    for (i, route) in cx.routes.iter().enumerate() {
+        if route.exit.is_none() {
+            errors.push(cx.error(&format!("routes[{i}]"), "an http server route needs an `exit`"));
+        }
+        for (j, when) in route.when.iter().enumerate() {
+            let mut compiled = Vec::new();
+            for (name, pattern) in when.headers.iter().flatten() {
+                let name = name.to_ascii_lowercase();
+                match Pattern::compile(&name, pattern) {
+                    Ok(p) => compiled.push((name, p)),
+                    Err(e) => errors.push(cx.error(
+                        &format!("routes[{i}].when[{j}].headers.{name}"),
+                        e,
+                    )),
+                }
+            }
+            let _ = when.compiled.set(compiled);
+        }
+    }
+
+    let mut auth = None;
+    if let Some(authorization) = &options.authorization {
+        if authorization.len() > 1 {
+            errors.push(cx.error(
+                "options.authorization",
+                "at most one guard may be named in `authorization`",
+            ));
+        }
+        if let Some((guard, a)) = authorization.first() {
+            let path = cx.path(&format!("options.authorization.{guard}"));
+            match (
+                cx.guards.resolve(guard, &path),
+                Extractor::new(&a.credentials),
+            ) {
+                (Ok(id), Ok(x)) => auth = Some((id, x)),
+                (Err(e), _) => errors.push(e),
+                (_, Err((rel, msg))) => {
+                    let rel = if rel.is_empty() {
+                        format!("options.authorization.{guard}.credentials")
+                    } else {
+                        format!("options.authorization.{guard}.credentials.{rel}")
+                    };
+                    errors.push(cx.error(&rel, msg));
+                }
+            }
+        }
+    }
+
+    if options.requests.as_ref().is_some_and(|r| !r.is_empty()) {
+        errors.push(cx.error(
+            "options.requests",
+            "request validation (`requests`) is not supported yet: remove it to serve requests unvalidated",
+        ));
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let overrides = options
+        .overrides
+        .iter()
+        .flatten()
+        .map(|(n, v)| {
+            (
+                Bytes::from(n.to_ascii_lowercase()),
+                Bytes::from(v.clone()),
+            )
+        })
+        .collect();
+    let server_header = cx
+        .properties
+        .get(SERVER_HEADER)
+        .filter(|s| !s.is_empty())
+        .map(|s| Bytes::from(s.to_string()));
+    Ok(Box::new(HttpServer(Arc::new(Server {
+        name: cx.qualified_name(),
+        h1: versions.contains(&HttpVersion::Http11),
+        h2: versions.contains(&HttpVersion::H2),
+        cors: Cors::new(options.access_control.as_ref()),
+        auth,
+        overrides,
+        routes: cx.routes,
+        max_header_list_size: cx.properties.usize(MAX_HEADER_LIST_SIZE, 8192).max(64),
+        concurrent_streams: cx.properties.usize(CONCURRENT_STREAMS, 100).max(1),
+        server_header,
+    }))))
+}
+
+struct HttpServer(Arc<Server>);
+
+impl Binding for HttpServer {
+    fn handler(&self) -> Option<AnyHandler> {
+        Some(AnyHandler::new::<Tcp>(Arc::new(ServerHandler(self.0.clone()))))
+    }
+}
+
+/// Accepts the byte streams of the server's connections.
+struct ServerHandler(Arc<Server>);
+
+/// The built server: everything a connection needs, shared read-only by all of them.
+pub(crate) struct Server {
+    name: String,
+    h1: bool,
+    h2: bool,
+    cors: Cors,
+    auth: Option<(GuardId, Extractor)>,
+    overrides: Vec<(Bytes, Bytes)>,
+    routes: Routes<HttpCondition, HttpWith>,
+    pub(crate) max_header_list_size: usize,
+    pub(crate) concurrent_streams: usize,
+    pub(crate) server_header: Option<Bytes>,
+}
+
+/// How a connection is spoken, decided when it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    /// HTTP/1.1; `h2_preface` if a prior-knowledge preface may switch it to HTTP/2.
+    Http11 { h2_preface: bool },
+    /// HTTP/2 from the first byte.
+    H2,
+}
+
+impl Handler<Tcp> for ServerHandler {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset> {
+        let server = &self.0;
+        let tls = stream.begin.tls.as_ref();
+        let version = match tls.and_then(|t| t.alpn.as_deref()) {
+            Some(b"h2") if server.h2 => Version::H2,
+            Some(b"h2") => return Err(Reset(None)),
+            Some(b"http/1.1") if server.h1 => Version::Http11 { h2_preface: false },
+            Some(b"http/1.1") => return Err(Reset(None)),
+            _ if server.h1 => Version::Http11 {
+                h2_preface: server.h2 && tls.is_none(),
+            },
+            _ => Version::H2,
+        };
+        let scheme: &'static str = if tls.is_some() { "https" } else { "http" };
+        let server = server.clone();
+        let Stream { mut tx, rx, .. } = stream;
+        tx.push(Frame::Begin(TcpBegin::default()))?;
+        let graph2 = graph.clone();
+        graph.spawn(async move {
+            match version {
+                Version::H2 => h2::serve(server, graph2, tx, rx, Bytes::new(), scheme).await,
+                Version::Http11 { h2_preface } => {
+                    h1::serve(server, graph2, tx, rx, scheme, h2_preface).await
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// What the server answers itself, without routing: CORS and authorization refusals, preflight,
+/// challenge responses, no route, and requests refused downstream.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// Status code.
+    pub(crate) status: u16,
+    /// Extra headers (lower-case names).
+    pub(crate) headers: Headers,
+    /// Close the HTTP/1.1 connection after it (`Connection: close` form).
+    pub(crate) close: bool,
+}
+
+impl Answer {
+    fn close(status: u16) -> Answer {
+        Answer {
+            status,
+            headers: Headers::new(),
+            close: true,
+        }
+    }
+}
+
+/// A request routed and opened: the halves of its `http` stream.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    /// Request direction (headers were sent with the open; body and end go here).
+    pub(crate) tx: Tx<Http>,
+    /// Response direction.
+    pub(crate) rx: Rx<Http>,
+    /// The guard session riding on the stream.
+    pub(crate) session: Option<Arc<Session>>,
+    /// The allowed foreign `Origin` whose CORS headers decorate the response.
+    pub(crate) origin: Option<Bytes>,
+}
+
+/// The outcome of [`Server::admit`].
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Answered by the server.
+    Answer(Answer),
+    /// Opened to an exit.
+    Open(Opened),
+}
+
+/// A connection's latest session from a challenge response (HTTP/2 only: with HTTP/1.1 no
+/// response can be open while a challenge response is read).
+pub(crate) type SessionUpdates = watch::Sender<Option<Arc<Session>>>;
+
+impl Server {
+    /// Decides what to do with a request whose headers (pseudo-headers first) are `headers`.
+    pub(crate) fn admit(
+        &self,
+        graph: &Arc<Graph>,
+        mut headers: Headers,
+        updates: Option<&SessionUpdates>,
+    ) -> Outcome {
+        let origin = match self.cors.check(&headers) {
+            cors::Verdict::Plain => None,
+            cors::Verdict::Allowed(o) => Some(o),
+            cors::Verdict::Forbidden => return Outcome::Answer(Answer::close(403)),
+            cors::Verdict::Preflight(h) => {
+                return Outcome::Answer(Answer {
+                    status: 204,
+                    headers: h,
+                    close: false,
+                })
+            }
+        };
+        let decorate = |mut a: Answer| {
+            if let Some(o) = &origin {
+                self.cors.decorate(o, &mut a.headers);
+            }
+            Outcome::Answer(a)
+        };
+
+        let mut found = false;
+        let session = match &self.auth {
+            Some((guard, x)) => match x.extract(&headers) {
+                Some(credentials) => {
+                    found = true;
+                    graph.guard(*guard).reauthorize(credentials)
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let unauthorized = if found { 403 } else { 401 };
+
+        if self.auth.is_some() && is_challenge_response(&headers) {
+            return decorate(match &session {
+                Some(s) => {
+                    if let Some(u) = updates {
+                        u.send_replace(Some(s.clone()));
+                    }
+                    Answer {
+                        status: 204,
+                        headers: Headers::new(),
+                        close: false,
+                    }
+                }
+                None => Answer::close(unauthorized),
+            });
+        }
+
+        let route = self
+            .routes
+            .resolve(graph, session.as_deref(), |c| condition_matches(c, &headers));
+        let Some((route, exit)) = route.and_then(|r| r.exit.map(|e| (r, e))) else {
+            let status = if self.auth.is_some() && session.is_none() {
+                unauthorized
+            } else {
+                404
+            };
+            return decorate(Answer::close(status));
+        };
+
+        for (name, value) in &self.overrides {
+            headers.set(name.clone(), value.clone());
+        }
+        if let Some(overrides) = route
+            .with
+            .as_ref()
+            .and_then(|w| w.headers.as_ref())
+            .and_then(|h| h.overrides.as_ref())
+        {
+            let path = headers.get_str(":path").unwrap_or("").to_string();
+            let params = route
+                .when
+                .iter()
+                .find(|c| condition_matches(c, &headers))
+                .and_then(|c| compiled(c).iter().find(|(n, _)| n == ":path"))
+                .and_then(|(_, p)| p.captures(&path))
+                .unwrap_or_default();
+            let values: Vec<(Bytes, Bytes)> = overrides
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        Bytes::from(n.to_ascii_lowercase()),
+                        Bytes::from(pattern::substitute(v, &params)),
+                    )
+                })
+                .collect();
+            for (n, v) in values {
+                headers.set(n, v);
+            }
+        }
+
+        match graph.open::<Http>(exit, HttpBegin { headers }, session.clone()) {
+            Ok((tx, rx)) => Outcome::Open(Opened {
+                tx,
+                rx,
+                session,
+                origin,
+            }),
+            Err(Reset(ext)) => decorate(refused(ext)),
+        }
+    }
+
+    /// Decorates a response's headers for an allowed foreign origin.
+    pub(crate) fn decorate(&self, origin: Option<&Bytes>, headers: &mut Headers) {
+        if let Some(o) = origin {
+            self.cors.decorate(o, headers);
+        }
+    }
+
+    /// The name of the binding, for logs.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The answer to a request refused downstream before any response: the status and headers of
+/// an [`HttpReset`] extension, else `404`; the connection stays open.
+pub(crate) fn refused(ext: Ext) -> Answer {
+    match ext.and_then(|e| e.downcast::<HttpReset>().ok()) {
+        Some(r) => Answer {
+            status: r.status,
+            headers: r.headers,
+            close: false,
+        },
+        None => Answer {
+            status: 404,
+            headers: Headers::new(),
+            close: false,
+        },
+    }
+}
+
+fn compiled(c: &HttpCondition) -> &[(String, Pattern)] {
+    c.compiled.get().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn condition_matches(c: &HttpCondition, headers: &Headers) -> bool {
+    compiled(c)
+        .iter()
+        .all(|(name, p)| headers.get_str(name).is_some_and(|v| p.matches(v)))
+}
+
+/// `POST` with `content-type: application/x-challenge-response` and `content-length: 0`.
+fn is_challenge_response(h: &Headers) -> bool {
+    h.get(":method").is_some_and(|m| m.as_ref() == b"POST")
+        && h.get_str("content-type").is_some_and(|c| {
+            c.trim()
+                .eq_ignore_ascii_case("application/x-challenge-response")
+        })
+        && h.get_str("content-length").is_some_and(|l| l.trim() == "0")
+}
+
+/// The challenge sent to the writer of a guarded response before its credentials expire.
+pub(crate) fn challenge_ext() -> Ext {
+    let mut headers = Headers::new();
+    headers.append(":method", Bytes::from_static(b"POST"));
+    headers.append(
+        "content-type",
+        Bytes::from_static(b"application/x-challenge-response"),
+    );
+    Some(Box::new(HttpChallenge { headers }))
+}
+
+/// What a [`SessionTimer`] fired for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerEvent {
+    /// Ask the client for fresh credentials.
+    Challenge,
+    /// The credentials expired: end the response.
+    Expire,
+}
+
+/// The challenge and expiry deadlines of a guarded response: one timer per stream, moved later
+/// when a challenge response on the same connection refreshes the session.
+#[derive(Debug)]
+pub(crate) struct SessionTimer {
+    guard: Option<GuardId>,
+    identity: Option<Arc<str>>,
+    challenge: Option<Instant>,
+    expire: Option<Instant>,
+    updates: Option<watch::Receiver<Option<Arc<Session>>>>,
+}
+
+fn instant(at: Option<SystemTime>) -> Option<Instant> {
+    let at = at?;
+    let left = at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Some(Instant::now() + left)
+}
+
+impl SessionTimer {
+    /// Timers for `session` (none without one).
+    pub(crate) fn new(
+        session: Option<&Arc<Session>>,
+        updates: Option<watch::Receiver<Option<Arc<Session>>>>,
+    ) -> SessionTimer {
+        match session {
+            Some(s) => SessionTimer {
+                guard: Some(s.guard),
+                identity: s.identity.clone(),
+                challenge: instant(s.challenge_at),
+                expire: instant(s.expires_at),
+                updates,
+            },
+            None => SessionTimer {
+                guard: None,
+                identity: None,
+                challenge: None,
+                expire: None,
+                updates: None,
+            },
+        }
+    }
+
+    /// Waits for the next deadline (forever if there is none). Cancel-safe.
+    pub(crate) async fn next(&mut self) -> TimerEvent {
+        loop {
+            let next = match (self.challenge, self.expire) {
+                (Some(c), Some(e)) if c < e => Some((c, TimerEvent::Challenge)),
+                (Some(c), None) => Some((c, TimerEvent::Challenge)),
+                (_, Some(e)) => Some((e, TimerEvent::Expire)),
+                (None, None) => None,
+            };
+            let sleep = async {
+                match next {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let update = async {
+                match &mut self.updates {
+                    Some(u) => u.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = sleep => {
+                    let (_, event) = next.expect("a deadline was set");
+                    match event {
+                        TimerEvent::Challenge => self.challenge = None,
+                        TimerEvent::Expire => self.expire = None,
+                    }
+                    return event;
+                }
+                alive = update => {
+                    if !alive {
+                        self.updates = None;
+                        continue;
+                    }
+                    let fresh = self.updates.as_mut().and_then(|u| u.borrow_and_update().clone());
+                    if let Some(s) = fresh {
+                        if Some(s.guard) == self.guard && s.identity == self.identity {
+                            self.challenge = instant(s.challenge_at);
+                            self.expire = instant(s.expires_at);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,252 @@
+//! The SSE proxy end to end: real clients (curl over HTTP/1.1 and HTTP/2, an SSE client
+//! library, raw sockets) through the real binary (tcp → http → sse server → sse client → http →
+//! tcp) to a real backend on 127.0.0.1.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use zilla_test_support::{free_port, rss_kib, Options, SseBackend, Zilla};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_zilla"))
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn config(port: u16, backend: u16) -> String {
+    format!(
+        "name: test
+bindings:
+  north_tcp_server:
+    type: tcp
+    kind: server
+    options: {{ host: 127.0.0.1, port: {port} }}
+    exit: north_http_server
+  north_http_server:
+    type: http
+    kind: server
+    options:
+      versions: [ h2, http/1.1 ]
+    routes:
+      - when:
+          - headers:
+              :path: /events*
+        exit: north_sse_server
+  north_sse_server:
+    type: sse
+    kind: server
+    exit: south_sse_client
+  south_sse_client:
+    type: sse
+    kind: client
+    exit: south_http_client
+  south_http_client:
+    type: http
+    kind: client
+    options:
+      versions: [ http/1.1 ]
+    exit: south_tcp_client
+  south_tcp_client:
+    type: tcp
+    kind: client
+    options: {{ host: 127.0.0.1, port: {backend} }}
+"
+    )
+}
+
+fn start(extra: &[&str]) -> (Zilla, SseBackend, u16) {
+    let backend = SseBackend::start();
+    let port = free_port();
+    let options = Options { args: extra.iter().map(|s| s.to_string()).collect(), env: vec![] };
+    let zilla = Zilla::start(bin(), &config(port, backend.port()), options);
+    zilla.wait_for("north_tcp_server listening on", 10 * SECOND);
+    (zilla, backend, port)
+}
+
+fn require(program: &str, package: &str) {
+    let found = Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    assert!(found, "{program} is not installed: apt-get install {package}");
+}
+
+/// Runs curl in the background, collecting its stdout.
+fn curl(args: &[&str]) -> (std::process::Child, mpsc::Receiver<Vec<u8>>) {
+    require("curl", "curl");
+    let mut child = Command::new("curl").args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn read_until(rx: &mpsc::Receiver<Vec<u8>>, got: &mut Vec<u8>, expected: &[u8], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !got.windows(expected.len()).any(|w| w == expected) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => got.extend_from_slice(&chunk),
+            Err(_) => panic!(
+                "did not receive {:?}; got {:?}",
+                String::from_utf8_lossy(expected),
+                String::from_utf8_lossy(got)
+            ),
+        }
+    }
+}
+
+fn curl_receives_events(version: &str) {
+    let (_zilla, backend, port) = start(&[]);
+    let url = format!("http://127.0.0.1:{port}/events");
+    let (mut child, rx) = curl(&["-N", "-s", version, &url]);
+    assert!(backend.wait_requests(1, 5 * SECOND), "the request reached the backend");
+    let mut got = Vec::new();
+    backend.broadcast(b"id:1\nevent:greeting\ndata:Hello, world\n\n");
+    read_until(&rx, &mut got, b"id:1\nevent:greeting\ndata:Hello, world\n\n", 5 * SECOND);
+    backend.broadcast(b"data:line one\ndata:line two\n\n");
+    read_until(&rx, &mut got, b"data:line one\ndata:line two\n\n", 5 * SECOND);
+    // The upstream ends: so does the client's stream, cleanly.
+    backend.end(0);
+    let deadline = Instant::now() + 5 * SECOND;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "curl did not finish after the upstream ended");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "curl exit status {status}");
+}
+
+#[test]
+fn curl_receives_events_over_http11() {
+    curl_receives_events("--http1.1");
+}
+
+#[test]
+fn curl_receives_events_over_h2_prior_knowledge() {
+    curl_receives_events("--http2-prior-knowledge");
+}
+
+fn get(port: u16, extra: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(5 * SECOND)).unwrap();
+    write!(s, "GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n{extra}\r\n").unwrap();
+    s
+}
+
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "connection closed during the response head");
+        head.push(b[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[test]
+fn response_head_and_last_event_id() {
+    let (_zilla, backend, port) = start(&[]);
+    let mut s = get(port, "Last-Event-ID: 42\r\n");
+    assert!(backend.wait_requests(1, 5 * SECOND));
+    let request = backend.requests()[0].to_ascii_lowercase();
+    assert!(request.starts_with("get /events http/1.1\r\n"), "{request}");
+    assert!(request.contains("\r\nlast-event-id: 42\r\n"), "{request}");
+    assert!(request.contains("\r\naccept: text/event-stream\r\n"), "{request}");
+    backend.broadcast(b"data:x\n\n");
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Type: text/event-stream\r\n"), "{head}");
+    assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+}
+
+#[test]
+fn client_going_away_closes_the_upstream_at_once() {
+    let (_zilla, backend, port) = start(&[]);
+    let mut s = get(port, "");
+    assert!(backend.wait_requests(1, 5 * SECOND));
+    backend.broadcast(b"data:x\n\n");
+    read_head(&mut s);
+    assert_eq!(backend.open_streams(), 1);
+    drop(s);
+    assert!(backend.wait_open_at_most(0, 2 * SECOND), "the upstream request was not closed when the client left");
+}
+
+#[test]
+fn idle_streams_get_keep_alive_comments() {
+    let (_zilla, backend, port) = start(&["-P", "zilla.binding.sse.maximum.idle.time=1"]);
+    let mut s = get(port, "");
+    assert!(backend.wait_requests(1, 5 * SECOND));
+    backend.broadcast(b"data:x\n\n");
+    read_head(&mut s);
+    let mut body = Vec::new();
+    let mut buf = [0u8; 256];
+    let deadline = Instant::now() + 5 * SECOND;
+    while !String::from_utf8_lossy(&body).contains("3\r\n:\n\n\r\n") {
+        assert!(Instant::now() < deadline, "no keep-alive comment: {:?}", String::from_utf8_lossy(&body));
+        let n = s.read(&mut buf).unwrap();
+        body.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading_costs_bounded_memory_and_others_keep_receiving() {
+    let (zilla, backend, port) = start(&[]);
+    // The slow client: asks for the stream, then never reads.
+    let _slow = get(port, "");
+    assert!(backend.wait_requests(1, 5 * SECOND));
+    // The fast client reads everything.
+    let mut fast = get(port, "");
+    assert!(backend.wait_requests(2, 5 * SECOND));
+    backend.set_write_timeout(0, Duration::from_millis(500));
+    let before = rss_kib(zilla.pid()).expect("rss");
+
+    let event = format!("data:{}\n\n", "x".repeat(8 * 1024));
+    let events = 4096; // 32 MiB in all
+    let reader = std::thread::spawn(move || {
+        read_head(&mut fast);
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        let needle = b"data:";
+        let mut seen = 0usize;
+        let mut tail = Vec::new();
+        while seen < events {
+            let n = fast.read(&mut buf).expect("fast client read");
+            assert!(n > 0, "fast client stream closed after {seen} events");
+            total += n;
+            tail.extend_from_slice(&buf[..n]);
+            seen += tail.windows(needle.len()).filter(|w| w == needle).count();
+            let keep = tail.len().min(needle.len() - 1);
+            tail.drain(..tail.len() - keep);
+        }
+        total
+    });
+    let mut slow_sent = 0;
+    let mut slow_blocked = false;
+    for _ in 0..events {
+        assert!(backend.send_to(1, event.as_bytes()), "fast stream closed");
+        if !slow_blocked {
+            if backend.send_to(0, event.as_bytes()) {
+                slow_sent += 1;
+            } else {
+                slow_blocked = true;
+            }
+        }
+    }
+    let total = reader.join().unwrap();
+    assert!(total >= events * event.len(), "fast client got {total} bytes");
+    assert!(slow_blocked, "backpressure never reached the backend: {slow_sent} events went to the slow client");
+    let after = rss_kib(zilla.pid()).expect("rss");
+    let growth = after.saturating_sub(before);
+    assert!(growth < 8 * 1024, "zilla grew by {growth} KiB while a client did not read (before {before} KiB, after {after} KiB)");
+}
