@@ -2,7 +2,7 @@
 //! backpressure and both-way cancellation.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use proto_http::{Headers, Http, HttpBegin, HttpChallenge};

@@ -51,8 +51,24 @@ impl Stopped {
     }
 }
 
+/// Extra `zilla start` arguments from a `zilla.args` file beside the config: one argument per
+/// line (`-P` and `name=value` on separate lines, or `-Pname=value`), `#` comments.
+fn extra_args(config: &Path) -> Vec<String> {
+    let Some(dir) = config.parent() else { return Vec::new() };
+    std::fs::read_to_string(dir.join("zilla.args"))
+        .map(|text| {
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Zilla {
-    /// Starts `bin start -c config` with extra environment variables.
+    /// Starts `bin start -c config` (plus the arguments of a `zilla.args` file beside it) with
+    /// extra environment variables.
     pub fn start(
         bin: &Path,
         config: &Path,
@@ -64,6 +80,7 @@ impl Zilla {
             .arg("start")
             .arg("-c")
             .arg(config)
+            .args(extra_args(config))
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
