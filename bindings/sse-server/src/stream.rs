@@ -194,18 +194,10 @@ fn data(bytes: Bytes) -> Frame<Http> {
     Frame::Data(Data::bytes(bytes))
 }
 
+/// Encodes an event; the `timestamp:` line only when the client asked for timestamps and the
+/// event carries one (as Zilla: an event without a timestamp gets no line).
 fn event_bytes(d: &Data<SseEvent>, timestamps: bool) -> Bytes {
-    let timestamp = if timestamps {
-        if d.meta.timestamp > 0 {
-            d.meta.timestamp
-        } else {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |t| t.as_millis() as u64)
-        }
-    } else {
-        0
-    };
+    let timestamp = if timestamps { d.meta.timestamp } else { 0 };
     encode(&Fields {
         timestamp,
         id: d.meta.id.as_deref(),
