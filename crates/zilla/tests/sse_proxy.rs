@@ -250,3 +250,41 @@ fn a_client_that_stops_reading_costs_bounded_memory_and_others_keep_receiving() 
     let growth = after.saturating_sub(before);
     assert!(growth < 8 * 1024, "zilla grew by {growth} KiB while a client did not read (before {before} KiB, after {after} KiB)");
 }
+
+/// A real SSE client library (reqwest + eventsource-stream), as an SDK would consume the stream.
+#[test]
+fn an_sse_client_library_receives_typed_events() {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+
+    let (_zilla, backend, port) = start(&[]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let backend2 = backend.clone();
+    let events = runtime.block_on(async move {
+        let response = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/events"))
+            .header("accept", "text/event-stream")
+            .header("last-event-id", "7")
+            .send();
+        // The response head arrives with the first event: publish from another thread.
+        let publisher = std::thread::spawn(move || {
+            assert!(backend2.wait_requests(1, 5 * SECOND));
+            backend2.broadcast(b"id:8\nevent:price\ndata:{\"p\":1}\n\n");
+            backend2.broadcast(b": comment\n\nid:9\ndata:a\ndata:b\n\n");
+        });
+        let response = tokio::time::timeout(5 * SECOND, response).await.expect("response in time").expect("response");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut stream = response.bytes_stream().eventsource();
+        let mut events = Vec::new();
+        while events.len() < 2 {
+            let event = tokio::time::timeout(5 * SECOND, stream.next()).await.expect("event in time");
+            events.push(event.expect("stream open").expect("valid event"));
+        }
+        publisher.join().unwrap();
+        events
+    });
+    assert!(backend.requests()[0].to_ascii_lowercase().contains("last-event-id: 7\r\n"));
+    assert_eq!((events[0].id.as_str(), events[0].event.as_str(), events[0].data.as_str()), ("8", "price", "{\"p\":1}"));
+    assert_eq!((events[1].id.as_str(), events[1].event.as_str(), events[1].data.as_str()), ("9", "message", "a\nb"));
+}
