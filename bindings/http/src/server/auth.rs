@@ -153,7 +153,10 @@ mod tests {
             ("cookie", "x=1; access_token=c1"),
         ]);
         assert_eq!(x.extract(&h), Some("c1"), "cookie first");
-        let h = headers(&[(":path", "/e?access_token=q1"), ("authorization", "Bearer h1")]);
+        let h = headers(&[
+            (":path", "/e?access_token=q1"),
+            ("authorization", "Bearer h1"),
+        ]);
         assert_eq!(x.extract(&h), Some("h1"), "then header");
     }
 

@@ -166,10 +166,7 @@ impl Cors {
         self.allow_origin(origin, response);
         match &self.expose {
             Some(list) if !list.is_empty() => {
-                response.append(
-                    "access-control-expose-headers",
-                    Bytes::from(list.join(",")),
-                );
+                response.append("access-control-expose-headers", Bytes::from(list.join(",")));
             }
             _ if exposable.is_empty() => {}
             _ if self.credentials => {
@@ -294,7 +291,10 @@ mod tests {
         let mut resp = req(&[(":status", "200"), ("x-a", "1")]);
         cors.decorate(&Bytes::from_static(b"http://app.com"), &mut resp);
         assert_eq!(resp.get_str("access-control-allow-origin"), Some("*"));
-        assert_eq!(resp.get_str("access-control-expose-headers"), Some("x-a,x-b"));
+        assert_eq!(
+            resp.get_str("access-control-expose-headers"),
+            Some("x-a,x-b")
+        );
     }
 
     #[test]

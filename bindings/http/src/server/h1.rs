@@ -75,7 +75,10 @@ pub(crate) enum Parsed {
 /// head (414 for a request line that reaches it, 431 for a longer header section).
 pub(crate) fn parse(buf: &mut BytesMut, limit: usize, scheme: &str) -> Parsed {
     // Empty lines before a request line are ignored (RFC 7230 §3.5).
-    let blank = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let blank = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
     buf.advance(blank);
     if buf.is_empty() {
         return Parsed::Partial;
@@ -203,7 +206,10 @@ pub(crate) fn parse(buf: &mut BytesMut, limit: usize, scheme: &str) -> Parsed {
         return Parsed::Error(400);
     }
     let host_value = host.map(|r| buf[r].to_vec());
-    if host_value.as_ref().is_some_and(|h| h.is_empty() && authority_in_uri.is_none()) {
+    if host_value
+        .as_ref()
+        .is_some_and(|h| h.is_empty() && authority_in_uri.is_none())
+    {
         return Parsed::Error(400);
     }
     let authority = match (&authority_in_uri, &host_value) {
@@ -258,7 +264,11 @@ pub(crate) fn parse(buf: &mut BytesMut, limit: usize, scheme: &str) -> Parsed {
     Parsed::Complete(Request {
         headers,
         body,
-        keep_alive: if http10 { keep_alive_token && !close } else { !close },
+        keep_alive: if http10 {
+            keep_alive_token && !close
+        } else {
+            !close
+        },
         head: is_head,
         http10,
     })
@@ -531,10 +541,9 @@ fn encode_head(
         .and_then(|s| s.parse::<u16>().ok())
         .filter(|s| (100..1000).contains(s))
         .unwrap_or(200);
-    let app_close = headers.get_str("connection").is_some_and(|c| {
-        c.split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case("close"))
-    });
+    let app_close = headers
+        .get_str("connection")
+        .is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
     let has_length = headers.get("content-length").is_some();
     let framing = if req.head || matches!(status, 204 | 304) || status < 200 {
         Framing::Empty
@@ -703,13 +712,7 @@ pub(crate) async fn serve(
         let next = match server.admit(&graph, headers, None) {
             Outcome::Answer(answer) => {
                 let close = answer.close || !keep_alive;
-                let bytes = encode_answer(
-                    &Answer {
-                        close,
-                        ..answer
-                    },
-                    server_header.as_ref(),
-                );
+                let bytes = encode_answer(&Answer { close, ..answer }, server_header.as_ref());
                 if !conn.write([bytes]).await {
                     return;
                 }
@@ -804,7 +807,8 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
                         tx.abort(None);
                     }
                     if response == Response::Pending {
-                        let answer = encode_answer(&Answer::close(400), server.server_header.as_ref());
+                        let answer =
+                            encode_answer(&Answer::close(400), server.server_header.as_ref());
                         drop(resp_rx.take());
                         return if conn.write([answer]).await {
                             Next::Close
@@ -1038,7 +1042,10 @@ mod tests {
             "host mismatch"
         );
         assert_eq!(status("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), Some(400));
-        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n"), Some(400));
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n"),
+            Some(400)
+        );
         assert_eq!(status("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), Some(505));
         assert_eq!(status("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(501));
         assert_eq!(status("BREW / HTTP/1.1\r\nHost: a\r\n\r\n"), Some(501));
@@ -1063,7 +1070,10 @@ mod tests {
             "b".repeat(5000)
         );
         assert_eq!(status(&long_head), Some(431));
-        assert!(matches!(parse_str("GET / HTTP/1.1\r\nHost: a\r\n"), Parsed::Partial));
+        assert!(matches!(
+            parse_str("GET / HTTP/1.1\r\nHost: a\r\n"),
+            Parsed::Partial
+        ));
     }
 
     #[test]

@@ -93,7 +93,10 @@ async fn stream(
 ) {
     let (parts, mut body) = request.into_parts();
     let mut headers = Headers::new();
-    headers.append(":method", Bytes::copy_from_slice(parts.method.as_str().as_bytes()));
+    headers.append(
+        ":method",
+        Bytes::copy_from_slice(parts.method.as_str().as_bytes()),
+    );
     headers.append(
         ":scheme",
         Bytes::copy_from_slice(parts.uri.scheme_str().unwrap_or(scheme).as_bytes()),
@@ -367,7 +370,11 @@ fn response(headers: &Headers) -> Result<http::Response<()>, ()> {
 fn header_map(headers: &Headers) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(headers.len());
     for (n, v) in headers.iter() {
-        if n.starts_with(b":") || CONNECTION_SPECIFIC.iter().any(|c| c.as_bytes() == n.as_ref()) {
+        if n.starts_with(b":")
+            || CONNECTION_SPECIFIC
+                .iter()
+                .any(|c| c.as_bytes() == n.as_ref())
+        {
             continue;
         }
         if let (Ok(name), Ok(value)) = (

@@ -59,7 +59,10 @@ pub(crate) fn build(
 
     for (i, route) in cx.routes.iter().enumerate() {
         if route.exit.is_none() {
-            errors.push(cx.error(&format!("routes[{i}]"), "an http server route needs an `exit`"));
+            errors.push(cx.error(
+                &format!("routes[{i}]"),
+                "an http server route needs an `exit`",
+            ));
         }
         for (j, when) in route.when.iter().enumerate() {
             let mut compiled = Vec::new();
@@ -67,10 +70,9 @@ pub(crate) fn build(
                 let name = name.to_ascii_lowercase();
                 match Pattern::compile(&name, pattern) {
                     Ok(p) => compiled.push((name, p)),
-                    Err(e) => errors.push(cx.error(
-                        &format!("routes[{i}].when[{j}].headers.{name}"),
-                        e,
-                    )),
+                    Err(e) => {
+                        errors.push(cx.error(&format!("routes[{i}].when[{j}].headers.{name}"), e))
+                    }
                 }
             }
             let _ = when.compiled.set(compiled);
@@ -120,12 +122,7 @@ pub(crate) fn build(
         .overrides
         .iter()
         .flatten()
-        .map(|(n, v)| {
-            (
-                Bytes::from(n.to_ascii_lowercase()),
-                Bytes::from(v.clone()),
-            )
-        })
+        .map(|(n, v)| (Bytes::from(n.to_ascii_lowercase()), Bytes::from(v.clone())))
         .collect();
     let server_header = cx
         .properties
@@ -150,7 +147,9 @@ struct HttpServer(Arc<Server>);
 
 impl Binding for HttpServer {
     fn handler(&self) -> Option<AnyHandler> {
-        Some(AnyHandler::new::<Tcp>(Arc::new(ServerHandler(self.0.clone()))))
+        Some(AnyHandler::new::<Tcp>(Arc::new(ServerHandler(
+            self.0.clone(),
+        ))))
     }
 }
 
@@ -315,9 +314,9 @@ impl Server {
             });
         }
 
-        let route = self
-            .routes
-            .resolve(graph, session.as_deref(), |c| condition_matches(c, &headers));
+        let route = self.routes.resolve(graph, session.as_deref(), |c| {
+            condition_matches(c, &headers)
+        });
         let Some((route, exit)) = route.and_then(|r| r.exit.map(|e| (r, e))) else {
             let status = if self.auth.is_some() && session.is_none() {
                 unauthorized

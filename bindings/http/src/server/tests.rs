@@ -13,9 +13,9 @@ use proto_tcp::{Tcp, TcpBegin};
 use zilla_engine::config::Config;
 use zilla_engine::graph::{build, BuildEnv};
 use zilla_engine::{
-    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, BindingId,
-    ConfigError, Frame, Graph, Guard, GuardDescriptor, Handler, Kind, Nothing,
-    PluginContext, PluginFactory, Properties, Protocols, Reset, Rx, Session, Stream, Tx,
+    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, BindingId, ConfigError,
+    Frame, Graph, Guard, GuardDescriptor, Handler, Kind, Nothing, PluginContext, PluginFactory,
+    Properties, Protocols, Reset, Rx, Session, Stream, Tx,
 };
 
 // ---- the test application -------------------------------------------------------------------
@@ -63,7 +63,12 @@ fn status_begin(status: u16, headers: &[(&str, &str)]) -> Frame<Http> {
 
 impl Handler<Http> for App {
     fn open(&self, graph: &Arc<Graph>, stream: Stream<Http>) -> Result<(), Reset> {
-        let path = stream.begin.headers.get_str(":path").unwrap_or("").to_string();
+        let path = stream
+            .begin
+            .headers
+            .get_str(":path")
+            .unwrap_or("")
+            .to_string();
         match path.as_str() {
             "/reject" => return Err(Reset(None)),
             "/reject405" => {
@@ -358,7 +363,8 @@ impl Client {
 async fn each_data_frame_is_written_as_one_chunk_at_once() {
     let g = graph();
     let mut c = Client::connect(&g, OPEN);
-    c.send("GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    c.send("GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     // The first event arrives while the response is still open.
     c.expect("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\nb\r\ndata: one\n\n\r\n").await;
 }
@@ -367,7 +373,8 @@ async fn each_data_frame_is_written_as_one_chunk_at_once() {
 async fn client_leaving_resets_the_response_at_once() {
     let g = graph();
     let mut c = Client::connect(&g, OPEN);
-    c.send("GET /gone HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    c.send("GET /gone HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     c.expect("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\nb\r\ndata: one\n\n\r\n").await;
     let before = GONE.load(Ordering::SeqCst);
     drop(c.tx.take()); // the client resets its connection
@@ -384,14 +391,16 @@ async fn client_leaving_resets_the_response_at_once() {
 async fn rejected_requests_get_404_or_the_reset_status_and_keep_the_connection() {
     let g = graph();
     let mut c = Client::connect(&g, OPEN);
-    c.send("GET /reject HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    c.send("GET /reject HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     c.expect("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
         .await;
     c.send("GET /reject405 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await;
     c.expect("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Length: 0\r\n\r\n")
         .await;
-    c.send("GET /drop HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    c.send("GET /drop HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     c.expect("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
         .await;
 }
@@ -424,7 +433,8 @@ async fn pipelined_requests_are_answered_in_order_with_bodies() {
         body1.len()
     ))
     .await;
-    let body2 = ":method=POST\n:scheme=http\n:authority=localhost:80\n:path=/echo/2\nabctrailer x-sum=7\n";
+    let body2 =
+        ":method=POST\n:scheme=http\n:authority=localhost:80\n:path=/echo/2\nabctrailer x-sum=7\n";
     c.expect(&format!(
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body2}\r\n0\r\n\r\n",
         body2.len()
@@ -447,8 +457,10 @@ async fn trailers_abort_and_head() {
     c.expect("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Checksum: 42\r\n\r\n").await;
     c.send("HEAD /length HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await;
-    c.expect("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n").await;
-    c.send("GET /abort HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    c.expect("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+        .await;
+    c.send("GET /abort HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     let (bytes, end) = c.rest().await;
     assert_eq!(
         bytes,
@@ -463,7 +475,8 @@ async fn route_params_become_header_overrides() {
     let mut c = Client::connect(&g, OPEN);
     c.send("GET /items/42?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await;
-    let body = ":method=GET\n:scheme=http\n:authority=localhost:80\n:path=/items/42?x=1\nx-item=item-42\n";
+    let body =
+        ":method=GET\n:scheme=http\n:authority=localhost:80\n:path=/items/42?x=1\nx-item=item-42\n";
     c.expect(&format!(
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
         body.len()
@@ -477,7 +490,10 @@ async fn decode_errors_answer_and_close() {
     for (request, status) in [
         ("GET / HTTP/1.1\r\n\r\n", "400 Bad Request"),
         ("BREW / HTTP/1.1\r\nHost: a\r\n\r\n", "501 Not Implemented"),
-        ("GET / HTTP/3.0\r\nHost: a\r\n\r\n", "505 HTTP Version Not Supported"),
+        (
+            "GET / HTTP/3.0\r\nHost: a\r\n\r\n",
+            "505 HTTP Version Not Supported",
+        ),
         (
             "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
             "501 Not Implemented",
@@ -486,7 +502,10 @@ async fn decode_errors_answer_and_close() {
         let mut c = Client::connect(&g, OPEN);
         c.send(request).await;
         let (bytes, end) = c.rest().await;
-        assert_eq!(bytes, format!("HTTP/1.1 {status}\r\nConnection: close\r\n\r\n"));
+        assert_eq!(
+            bytes,
+            format!("HTTP/1.1 {status}\r\nConnection: close\r\n\r\n")
+        );
         assert_eq!(end, "END");
     }
 }
@@ -532,7 +551,10 @@ async fn guarded_response_is_challenged_then_ended_at_expiry() {
     let started = std::time::Instant::now();
     c.send("GET /session HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer short\r\n\r\n")
         .await;
-    c.expect("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n").await;
+    c.expect(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await;
     c.expect("12\r\nevent: challenge\n\n\r\n").await;
     let challenged = started.elapsed();
     assert!(challenged >= Duration::from_millis(250), "{challenged:?}");
