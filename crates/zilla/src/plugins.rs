@@ -19,7 +19,7 @@ pub(crate) fn link() {
 
 /// The binding types this binary must offer.
 #[cfg(test)]
-pub(crate) const EXPECTED_BINDINGS: &[&str] = &["echo", "http", "sse", "tcp"];
+pub(crate) const EXPECTED_BINDINGS: &[&str] = &["echo", "http", "sse", "tcp", "tls"];
 
 #[cfg(test)]
 mod tests {

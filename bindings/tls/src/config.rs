@@ -1,0 +1,232 @@
+//! Options and route conditions of the tls bindings, as zilla.yaml spells them.
+
+use std::ops::RangeInclusive;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Options of the `tls` binding (server and client).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsOptions {
+    /// Protocol version: `TLSv1.2`, `TLSv1.3`, or `TLS` (the default: either).
+    pub version: Option<String>,
+    /// Aliases of private-key entries in the vault's `keys` store (default: every entry).
+    pub keys: Option<Vec<String>>,
+    /// Aliases of trusted certificates in the vault's `trust` store: server, the CAs client
+    /// certificates must chain to; client, the CAs the server certificate must chain to.
+    pub trust: Option<Vec<String>>,
+    /// Aliases of CA certificates in the vault's `signers` store; selects the key entries
+    /// (from the `keys` store) whose certificate those CAs issued.
+    pub signers: Option<Vec<String>>,
+    /// Client: also trust the platform CA bundle (it is trusted anyway when `trust` is absent).
+    pub trustcacerts: Option<bool>,
+    /// Client: the server name to send (the first one; default: the host of the destination).
+    /// Server: names considered when choosing ALPN (others are not rejected).
+    pub sni: Option<Vec<String>>,
+    /// Client: protocols offered by ALPN, in order. Server: protocols accepted.
+    pub alpn: Option<Vec<String>>,
+    /// Server: client certificate policy, `required`, `requested` or `none` (default:
+    /// `required` when `trust` is given, else `none`).
+    pub mutual: Option<Mutual>,
+}
+
+/// Client certificate policy of a tls server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mutual {
+    /// The handshake fails without a client certificate that chains to `trust`.
+    Required,
+    /// A client certificate is asked for; if given it must chain to `trust`.
+    Requested,
+    /// No client certificate is asked for.
+    None,
+}
+
+/// A set of ports: a number, a `"N"` or `"N-M"` string, or a list of those.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(try_from = "PortsConfig")]
+pub struct Ports(Vec<RangeInclusive<u16>>);
+
+/// The written form of [`Ports`].
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PortsConfig {
+    /// One port or range.
+    One(PortConfig),
+    /// Several ports or ranges.
+    Many(Vec<PortConfig>),
+}
+
+/// One port (`443`) or range (`"9000-9001"`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PortConfig {
+    /// A port number.
+    Number(u16),
+    /// `"N"` or `"N-M"`.
+    Text(String),
+}
+
+impl TryFrom<PortsConfig> for Ports {
+    type Error = String;
+
+    fn try_from(c: PortsConfig) -> Result<Self, String> {
+        let items = match c {
+            PortsConfig::One(p) => vec![p],
+            PortsConfig::Many(ps) => ps,
+        };
+        if items.is_empty() {
+            return Err("expected at least one port".into());
+        }
+        items
+            .into_iter()
+            .map(|p| match p {
+                PortConfig::Number(n) => Ok(n..=n),
+                PortConfig::Text(t) => parse_range(&t),
+            })
+            .collect::<Result<_, _>>()
+            .map(Ports)
+    }
+}
+
+fn parse_range(t: &str) -> Result<RangeInclusive<u16>, String> {
+    let bad = || {
+        format!(
+            "invalid port '{t}': expected a number from 0 to 65535 or a range like \"9000-9010\""
+        )
+    };
+    match t.split_once('-') {
+        Some((a, b)) => {
+            let (a, b): (u16, u16) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
+            if a > b {
+                return Err(format!("invalid port range '{t}': {a} is greater than {b}"));
+            }
+            Ok(a..=b)
+        }
+        None => t.trim().parse().map(|n| n..=n).map_err(|_| bad()),
+    }
+}
+
+impl Ports {
+    /// True if `port` is in the set.
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.iter().any(|r| r.contains(&port))
+    }
+}
+
+/// One `when` condition of a tls route; every field given must match.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCondition {
+    /// Server name (SNI) pattern; `*` matches any run of characters.
+    pub authority: Option<String>,
+    /// Negotiated ALPN protocol pattern; `*` matches any run of characters.
+    pub alpn: Option<String>,
+    /// Destination port or ports (`443`, `"8000-8080"`, or a list).
+    pub port: Option<Ports>,
+}
+
+impl TlsCondition {
+    /// True if every field given matches.
+    pub(crate) fn matches(
+        &self,
+        sni: Option<&str>,
+        alpn: Option<&[u8]>,
+        port: Option<u16>,
+    ) -> bool {
+        if let Some(ports) = &self.port {
+            if !port.is_some_and(|p| ports.contains(p)) {
+                return false;
+            }
+        }
+        if let Some(pattern) = &self.authority {
+            if !sni.is_some_and(|s| glob_match(pattern, s)) {
+                return false;
+            }
+        }
+        if let Some(pattern) = &self.alpn {
+            if !alpn
+                .and_then(|a| std::str::from_utf8(a).ok())
+                .is_some_and(|a| glob_match(pattern, a))
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// True if the port condition (alone) can match `port`.
+    pub(crate) fn port_matches(&self, port: Option<u16>) -> bool {
+        match &self.port {
+            None => true,
+            Some(ports) => port.is_some_and(|p| ports.contains(p)),
+        }
+    }
+}
+
+/// `*` matches any run of characters; everything else literally (ASCII case-insensitive);
+/// whole value.
+pub(crate) fn glob_match(pattern: &str, value: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern.eq_ignore_ascii_case(value);
+    }
+    let v = value.to_ascii_lowercase();
+    let mut rest = v.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        let part = part.to_ascii_lowercase();
+        if i == 0 {
+            match rest.strip_prefix(part.as_str()) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part.as_str());
+        } else {
+            match rest.find(part.as_str()) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_match_sni_alpn_and_port() {
+        let c: TlsCondition = serde_yaml::from_str(
+            "{authority: \"*.example.com\", alpn: h2, port: [443, \"8000-8001\"]}",
+        )
+        .unwrap();
+        assert!(c.matches(Some("api.example.com"), Some(b"h2"), Some(8001)));
+        assert!(!c.matches(Some("api.example.org"), Some(b"h2"), Some(443)));
+        assert!(!c.matches(Some("api.example.com"), Some(b"http/1.1"), Some(443)));
+        assert!(!c.matches(Some("api.example.com"), Some(b"h2"), Some(444)));
+        assert!(
+            !c.matches(None, Some(b"h2"), Some(443)),
+            "no SNI never matches an authority"
+        );
+        let any: TlsCondition = serde_yaml::from_str("{alpn: \"http/*\"}").unwrap();
+        assert!(any.matches(None, Some(b"http/1.1"), None));
+        assert!(serde_yaml::from_str::<TlsCondition>("{sni: x}").is_err());
+    }
+
+    #[test]
+    fn options_parse_as_zilla_spells_them() {
+        let o: TlsOptions = serde_yaml::from_str(
+            "{keys: [localhost], sni: [localhost], alpn: [h2, http/1.1], mutual: requested, version: TLSv1.3, trustcacerts: true}",
+        )
+        .unwrap();
+        assert_eq!(o.mutual, Some(Mutual::Requested));
+        assert_eq!(o.alpn.unwrap(), vec!["h2", "http/1.1"]);
+        assert!(serde_yaml::from_str::<TlsOptions>("{mutual: always}").is_err());
+    }
+}
