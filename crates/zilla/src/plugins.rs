@@ -19,7 +19,15 @@ pub(crate) fn link() {
 
 /// The binding types this binary must offer.
 #[cfg(test)]
-pub(crate) const EXPECTED_BINDINGS: &[&str] = &["echo", "http", "sse", "tcp", "tls"];
+pub(crate) const EXPECTED_BINDINGS: &[&str] = &[
+    "echo",
+    "filesystem",
+    "http",
+    "http-filesystem",
+    "sse",
+    "tcp",
+    "tls",
+];
 
 #[cfg(test)]
 mod tests {
