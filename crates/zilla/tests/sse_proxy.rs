@@ -61,21 +61,37 @@ bindings:
 fn start(extra: &[&str]) -> (Zilla, SseBackend, u16) {
     let backend = SseBackend::start();
     let port = free_port();
-    let options = Options { args: extra.iter().map(|s| s.to_string()).collect(), env: vec![] };
+    let options = Options {
+        args: extra.iter().map(|s| s.to_string()).collect(),
+        env: vec![],
+    };
     let zilla = Zilla::start(bin(), &config(port, backend.port()), options);
     zilla.wait_for("north_tcp_server listening on", 10 * SECOND);
     (zilla, backend, port)
 }
 
 fn require(program: &str, package: &str) {
-    let found = Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    assert!(found, "{program} is not installed: apt-get install {package}");
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "{program} is not installed: apt-get install {package}"
+    );
 }
 
 /// Runs curl in the background, collecting its stdout.
 fn curl(args: &[&str]) -> (std::process::Child, mpsc::Receiver<Vec<u8>>) {
     require("curl", "curl");
-    let mut child = Command::new("curl").args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new("curl")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut out = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -108,12 +124,25 @@ fn curl_receives_events(version: &str) {
     let (_zilla, backend, port) = start(&[]);
     let url = format!("http://127.0.0.1:{port}/events");
     let (mut child, rx) = curl(&["-N", "-s", version, &url]);
-    assert!(backend.wait_requests(1, 5 * SECOND), "the request reached the backend");
+    assert!(
+        backend.wait_requests(1, 5 * SECOND),
+        "the request reached the backend"
+    );
     let mut got = Vec::new();
     backend.broadcast(b"id:1\nevent:greeting\ndata:Hello, world\n\n");
-    read_until(&rx, &mut got, b"id:1\nevent:greeting\ndata:Hello, world\n\n", 5 * SECOND);
+    read_until(
+        &rx,
+        &mut got,
+        b"id:1\nevent:greeting\ndata:Hello, world\n\n",
+        5 * SECOND,
+    );
     backend.broadcast(b"data:line one\ndata:line two\n\n");
-    read_until(&rx, &mut got, b"data:line one\ndata:line two\n\n", 5 * SECOND);
+    read_until(
+        &rx,
+        &mut got,
+        b"data:line one\ndata:line two\n\n",
+        5 * SECOND,
+    );
     // The upstream ends: so does the client's stream, cleanly.
     backend.end(0);
     let deadline = Instant::now() + 5 * SECOND;
@@ -121,7 +150,10 @@ fn curl_receives_events(version: &str) {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "curl did not finish after the upstream ended");
+        assert!(
+            Instant::now() < deadline,
+            "curl did not finish after the upstream ended"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "curl exit status {status}");
@@ -148,7 +180,11 @@ fn read_head(s: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "connection closed during the response head");
+        assert_eq!(
+            s.read(&mut b).unwrap(),
+            1,
+            "connection closed during the response head"
+        );
         head.push(b[0]);
     }
     String::from_utf8(head).unwrap()
@@ -162,11 +198,17 @@ fn response_head_and_last_event_id() {
     let request = backend.requests()[0].to_ascii_lowercase();
     assert!(request.starts_with("get /events http/1.1\r\n"), "{request}");
     assert!(request.contains("\r\nlast-event-id: 42\r\n"), "{request}");
-    assert!(request.contains("\r\naccept: text/event-stream\r\n"), "{request}");
+    assert!(
+        request.contains("\r\naccept: text/event-stream\r\n"),
+        "{request}"
+    );
     backend.broadcast(b"data:x\n\n");
     let head = read_head(&mut s);
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(head.contains("Content-Type: text/event-stream\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/event-stream\r\n"),
+        "{head}"
+    );
     assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
 }
 
@@ -179,7 +221,10 @@ fn client_going_away_closes_the_upstream_at_once() {
     read_head(&mut s);
     assert_eq!(backend.open_streams(), 1);
     drop(s);
-    assert!(backend.wait_open_at_most(0, 2 * SECOND), "the upstream request was not closed when the client left");
+    assert!(
+        backend.wait_open_at_most(0, 2 * SECOND),
+        "the upstream request was not closed when the client left"
+    );
 }
 
 #[test]
@@ -193,7 +238,11 @@ fn idle_streams_get_keep_alive_comments() {
     let mut buf = [0u8; 256];
     let deadline = Instant::now() + 5 * SECOND;
     while !String::from_utf8_lossy(&body).contains("3\r\n:\n\n\r\n") {
-        assert!(Instant::now() < deadline, "no keep-alive comment: {:?}", String::from_utf8_lossy(&body));
+        assert!(
+            Instant::now() < deadline,
+            "no keep-alive comment: {:?}",
+            String::from_utf8_lossy(&body)
+        );
         let n = s.read(&mut buf).unwrap();
         body.extend_from_slice(&buf[..n]);
     }
@@ -244,8 +293,14 @@ fn a_client_that_stops_reading_costs_bounded_memory_and_others_keep_receiving() 
         }
     }
     let total = reader.join().unwrap();
-    assert!(total >= events * event.len(), "fast client got {total} bytes");
-    assert!(slow_blocked, "backpressure never reached the backend: {slow_sent} events went to the slow client");
+    assert!(
+        total >= events * event.len(),
+        "fast client got {total} bytes"
+    );
+    assert!(
+        slow_blocked,
+        "backpressure never reached the backend: {slow_sent} events went to the slow client"
+    );
     let after = rss_kib(zilla.pid()).expect("rss");
     let growth = after.saturating_sub(before);
     assert!(growth < 8 * 1024, "zilla grew by {growth} KiB while a client did not read (before {before} KiB, after {after} KiB)");
@@ -258,7 +313,10 @@ fn an_sse_client_library_receives_typed_events() {
     use futures_util::StreamExt;
 
     let (_zilla, backend, port) = start(&[]);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let backend2 = backend.clone();
     let events = runtime.block_on(async move {
         let response = reqwest::Client::new()
@@ -272,19 +330,40 @@ fn an_sse_client_library_receives_typed_events() {
             backend2.broadcast(b"id:8\nevent:price\ndata:{\"p\":1}\n\n");
             backend2.broadcast(b": comment\n\nid:9\ndata:a\ndata:b\n\n");
         });
-        let response = tokio::time::timeout(5 * SECOND, response).await.expect("response in time").expect("response");
+        let response = tokio::time::timeout(5 * SECOND, response)
+            .await
+            .expect("response in time")
+            .expect("response");
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         let mut stream = response.bytes_stream().eventsource();
         let mut events = Vec::new();
         while events.len() < 2 {
-            let event = tokio::time::timeout(5 * SECOND, stream.next()).await.expect("event in time");
+            let event = tokio::time::timeout(5 * SECOND, stream.next())
+                .await
+                .expect("event in time");
             events.push(event.expect("stream open").expect("valid event"));
         }
         publisher.join().unwrap();
         events
     });
-    assert!(backend.requests()[0].to_ascii_lowercase().contains("last-event-id: 7\r\n"));
-    assert_eq!((events[0].id.as_str(), events[0].event.as_str(), events[0].data.as_str()), ("8", "price", "{\"p\":1}"));
-    assert_eq!((events[1].id.as_str(), events[1].event.as_str(), events[1].data.as_str()), ("9", "message", "a\nb"));
+    assert!(backend.requests()[0]
+        .to_ascii_lowercase()
+        .contains("last-event-id: 7\r\n"));
+    assert_eq!(
+        (
+            events[0].id.as_str(),
+            events[0].event.as_str(),
+            events[0].data.as_str()
+        ),
+        ("8", "price", "{\"p\":1}")
+    );
+    assert_eq!(
+        (
+            events[1].id.as_str(),
+            events[1].event.as_str(),
+            events[1].data.as_str()
+        ),
+        ("9", "message", "a\nb")
+    );
 }

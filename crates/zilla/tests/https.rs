@@ -1,0 +1,188 @@
+//! The edge a browser talks to: curl over HTTPS (HTTP/1.1 and HTTP/2 by ALPN) through
+//! tcp → tls → http server, proxied by the http client to a plain HTTP backend, and static files
+//! through http-filesystem → filesystem. Certificates are generated for the test (openssl CLI).
+
+#[path = "../../../bindings/tls/tests/support/mod.rs"]
+mod tls_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tls_support::Pki;
+use zilla_test_support::{free_port, Options, Zilla};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_zilla"))
+}
+
+/// A plain HTTP/1.1 backend answering every request with its method and path (keep-alive).
+fn backend() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    let reply = format!("backend saw {}", line.trim_end());
+                    let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{reply}", reply.len());
+                }
+            });
+        }
+    });
+    port
+}
+
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_version} %{http_code} %{content_type}",
+        ])
+        .args(args)
+        .output()
+        .expect("curl is not installed: apt-get install curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, meta) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (body.to_string(), meta.to_string())
+}
+
+#[test]
+fn https_h2_and_http11_proxy_and_static_files() {
+    let pki = Pki::generate();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(
+        www.path().join("index.html"),
+        "<h1>hello from a file</h1>\n",
+    )
+    .unwrap();
+    let (port, backend) = (free_port(), backend());
+    let config = format!(
+        "name: test
+{vault}bindings:
+  north_tcp_server:
+    type: tcp
+    kind: server
+    options: {{ host: 127.0.0.1, port: {port} }}
+    exit: north_tls_server
+  north_tls_server:
+    type: tls
+    kind: server
+    vault: server
+    options:
+      keys: [ localhost ]
+      sni: [ localhost ]
+      alpn: [ h2, http/1.1 ]
+    exit: north_http_server
+  north_http_server:
+    type: http
+    kind: server
+    options:
+      versions: [ h2, http/1.1 ]
+    routes:
+      - when:
+          - headers:
+              :scheme: https
+              :path: /files/*
+        exit: east_http_filesystem
+    exit: south_http_client
+  east_http_filesystem:
+    type: http-filesystem
+    kind: proxy
+    routes:
+      - when:
+          - path: /files/{{path}}
+        with:
+          path: ${{params.path}}
+        exit: east_filesystem
+  east_filesystem:
+    type: filesystem
+    kind: server
+    options:
+      location: {www}/
+  south_http_client:
+    type: http
+    kind: client
+    options:
+      versions: [ http/1.1 ]
+    exit: south_tcp_client
+  south_tcp_client:
+    type: tcp
+    kind: client
+    options: {{ host: 127.0.0.1, port: {backend} }}
+",
+        vault = pki.vault("server"),
+        www = www.path().display(),
+    );
+    let zilla = Zilla::start(bin(), &config, Options::default());
+    zilla.wait_for("north_tcp_server listening on", Duration::from_secs(10));
+    let ca = pki.ca_pem();
+    let base = format!("https://localhost:{port}");
+
+    let (body, meta) = curl(&[
+        "--cacert",
+        &ca,
+        "--http1.1",
+        &format!("{base}/api/items?x=1"),
+    ]);
+    assert_eq!(body, "backend saw GET /api/items?x=1 HTTP/1.1");
+    assert_eq!(meta, "1.1 200 text/plain");
+
+    let (body, meta) = curl(&["--cacert", &ca, "--http2", &format!("{base}/api/items")]);
+    assert_eq!(body, "backend saw GET /api/items HTTP/1.1");
+    assert_eq!(meta, "2 200 text/plain", "HTTP/2 chosen by ALPN");
+
+    let (body, meta) = curl(&[
+        "--cacert",
+        &ca,
+        "--http2",
+        &format!("{base}/files/index.html"),
+    ]);
+    assert_eq!(body, "<h1>hello from a file</h1>\n");
+    assert_eq!(meta, "2 200 text/html");
+
+    let (_, meta) = curl(&[
+        "--cacert",
+        &ca,
+        "--http1.1",
+        &format!("{base}/files/missing.html"),
+    ]);
+    assert!(meta.starts_with("1.1 404"), "{meta}");
+
+    // An untrusted certificate is refused by curl: the chain really is the test CA's.
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", &format!("{base}/api")])
+        .status()
+        .unwrap();
+    assert_eq!(
+        out.code(),
+        Some(60),
+        "curl without --cacert must fail verification (exit 60)"
+    );
+}
