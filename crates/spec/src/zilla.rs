@@ -54,7 +54,9 @@ impl Stopped {
 /// Extra `zilla start` arguments from a `zilla.args` file beside the config: one argument per
 /// line (`-P` and `name=value` on separate lines, or `-Pname=value`), `#` comments.
 fn extra_args(config: &Path) -> Vec<String> {
-    let Some(dir) = config.parent() else { return Vec::new() };
+    let Some(dir) = config.parent() else {
+        return Vec::new();
+    };
     std::fs::read_to_string(dir.join("zilla.args"))
         .map(|text| {
             text.lines()

@@ -80,17 +80,33 @@ impl Hub {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    let sse = TcpListener::bind((args.host.as_str(), args.sse_port)).await.map_err(|e| {
-        eprintln!("zilla-sse-server: cannot listen on {}:{}: {e}", args.host, args.sse_port);
-        e
-    })?;
-    let input = TcpListener::bind((args.host.as_str(), args.input_port)).await.map_err(|e| {
-        eprintln!("zilla-sse-server: cannot listen on {}:{}: {e}", args.host, args.input_port);
-        e
-    })?;
+    let sse = TcpListener::bind((args.host.as_str(), args.sse_port))
+        .await
+        .map_err(|e| {
+            eprintln!(
+                "zilla-sse-server: cannot listen on {}:{}: {e}",
+                args.host, args.sse_port
+            );
+            e
+        })?;
+    let input = TcpListener::bind((args.host.as_str(), args.input_port))
+        .await
+        .map_err(|e| {
+            eprintln!(
+                "zilla-sse-server: cannot listen on {}:{}: {e}",
+                args.host, args.input_port
+            );
+            e
+        })?;
     println!("zilla-sse-server: events on http://{}", sse.local_addr()?);
-    println!("zilla-sse-server: publish JSON lines to tcp://{}", input.local_addr()?);
-    let hub = Arc::new(Hub { tx: broadcast::channel(1024).0, history: Mutex::new(VecDeque::new()) });
+    println!(
+        "zilla-sse-server: publish JSON lines to tcp://{}",
+        input.local_addr()?
+    );
+    let hub = Arc::new(Hub {
+        tx: broadcast::channel(1024).0,
+        history: Mutex::new(VecDeque::new()),
+    });
     let publishers = {
         let hub = hub.clone();
         tokio::spawn(async move {
@@ -117,13 +133,21 @@ async fn main() -> std::io::Result<()> {
 /// Parses one published line into an encoded event.
 fn event(line: &str) -> Result<Published, String> {
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let obj = v.as_object().ok_or("expected a JSON object with \"data\"")?;
+    let obj = v
+        .as_object()
+        .ok_or("expected a JSON object with \"data\"")?;
     let data = match obj.get("data") {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
         None => return Err("missing \"data\"".into()),
     };
-    let text = |k: &str| obj.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+    let text = |k: &str| {
+        obj.get(k).map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        })
+    };
     let id = text("id");
     let name = text("name");
     let bytes = sse_codec::encode(&sse_codec::Fields {
@@ -165,18 +189,26 @@ async fn subscriber(mut socket: TcpStream, hub: Arc<Hub>) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
         if head.len() > 16 * 1024 {
-            let _ = socket.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n").await;
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n",
+                )
+                .await;
             return;
         }
     }
     let text = String::from_utf8_lossy(&head);
     if !text.starts_with("GET ") {
-        let _ = socket.write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n").await;
+        let _ = socket
+            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+            .await;
         return;
     }
     let last_id = text.lines().find_map(|l| {
         let (name, value) = l.split_once(':')?;
-        name.trim().eq_ignore_ascii_case("last-event-id").then(|| value.trim().to_string())
+        name.trim()
+            .eq_ignore_ascii_case("last-event-id")
+            .then(|| value.trim().to_string())
     });
     let (replay, mut rx) = hub.subscribe(last_id.as_deref());
     let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";

@@ -47,7 +47,8 @@ impl SseBackend {
                     let (lock, cv) = &*s;
                     let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
                     st.requests.push(head);
-                    st.streams.push(if ok { conn.try_clone().ok() } else { None });
+                    st.streams
+                        .push(if ok { conn.try_clone().ok() } else { None });
                     st.written.push(0);
                     cv.notify_all();
                     drop(st);
@@ -61,7 +62,8 @@ impl SseBackend {
                     }
                     let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(i) = st.streams.iter().position(|c| {
-                        c.as_ref().is_some_and(|c| c.peer_addr().ok() == conn.peer_addr().ok())
+                        c.as_ref()
+                            .is_some_and(|c| c.peer_addr().ok() == conn.peer_addr().ok())
                     }) {
                         st.streams[i] = None;
                     }
@@ -79,12 +81,24 @@ impl SseBackend {
 
     /// Request heads received so far.
     pub fn requests(&self) -> Vec<String> {
-        self.state.0.lock().unwrap_or_else(|e| e.into_inner()).requests.clone()
+        self.state
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .requests
+            .clone()
     }
 
     /// Number of streams still open.
     pub fn open_streams(&self) -> usize {
-        self.state.0.lock().unwrap_or_else(|e| e.into_inner()).streams.iter().filter(|s| s.is_some()).count()
+        self.state
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .streams
+            .iter()
+            .filter(|s| s.is_some())
+            .count()
     }
 
     /// Waits until `n` streams were ever opened.
@@ -94,7 +108,9 @@ impl SseBackend {
 
     /// Waits until at most `n` streams are open.
     pub fn wait_open_at_most(&self, n: usize, timeout: Duration) -> bool {
-        self.wait(timeout, |st| st.streams.iter().filter(|s| s.is_some()).count() <= n)
+        self.wait(timeout, |st| {
+            st.streams.iter().filter(|s| s.is_some()).count() <= n
+        })
     }
 
     fn wait(&self, timeout: Duration, ok: impl Fn(&State) -> bool) -> bool {
@@ -106,7 +122,10 @@ impl SseBackend {
             if left.is_zero() {
                 return false;
             }
-            st = cv.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            st = cv
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }
@@ -116,7 +135,10 @@ impl SseBackend {
     pub fn send_to(&self, i: usize, text: &[u8]) -> bool {
         let stream = {
             let st = self.state.0.lock().unwrap_or_else(|e| e.into_inner());
-            st.streams.get(i).and_then(|s| s.as_ref()).and_then(|s| s.try_clone().ok())
+            st.streams
+                .get(i)
+                .and_then(|s| s.as_ref())
+                .and_then(|s| s.try_clone().ok())
         };
         let Some(mut s) = stream else { return false };
         let mut chunk = format!("{:x}\r\n", text.len()).into_bytes();
@@ -134,7 +156,13 @@ impl SseBackend {
 
     /// Sends `text` to every open stream; returns how many took it.
     pub fn broadcast(&self, text: &[u8]) -> usize {
-        let n = self.state.0.lock().unwrap_or_else(|e| e.into_inner()).streams.len();
+        let n = self
+            .state
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .streams
+            .len();
         (0..n).filter(|&i| self.send_to(i, text)).count()
     }
 
