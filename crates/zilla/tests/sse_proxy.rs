@@ -367,3 +367,78 @@ fn an_sse_client_library_receives_typed_events() {
         ("9", "message", "a\nb")
     );
 }
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Streams that end, from either side, leave no socket, task or memory behind.
+#[test]
+fn streams_leave_nothing_behind() {
+    let (zilla, backend, port) = start(&[]);
+    // Warm up (pools, buffers), then take the baseline.
+    let mut s = get(port, "");
+    assert!(backend.wait_requests(1, 5 * SECOND));
+    backend.broadcast(b"data:warm\n\n");
+    read_head(&mut s);
+    drop(s);
+    assert!(backend.wait_open_at_most(0, 2 * SECOND));
+    std::thread::sleep(Duration::from_millis(200));
+    let fds = open_fds(zilla.pid());
+    let rss = rss_kib(zilla.pid()).expect("rss");
+
+    let mut seen = 1;
+    for round in 0..3 {
+        // Clients leave.
+        let clients: Vec<TcpStream> = (0..100).map(|_| get(port, "")).collect();
+        seen += 100;
+        assert!(
+            backend.wait_requests(seen, 5 * SECOND),
+            "round {round}: requests reached the backend"
+        );
+        drop(clients);
+        assert!(
+            backend.wait_open_at_most(0, 5 * SECOND),
+            "round {round}: upstreams closed after clients left"
+        );
+        // Upstreams end.
+        let mut clients: Vec<TcpStream> = (0..100).map(|_| get(port, "")).collect();
+        seen += 100;
+        assert!(backend.wait_requests(seen, 5 * SECOND));
+        for i in seen - 100..seen {
+            backend.send_to(i, b"data:bye\n\n");
+            backend.end(i);
+        }
+        for c in &mut clients {
+            // The response ends with the chunked terminator (the connection is kept alive).
+            let mut rest = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !rest.ends_with(b"data:bye\n\n\r\n0\r\n\r\n") {
+                let n = c.read(&mut buf).expect("client stream ends cleanly");
+                assert!(
+                    n > 0,
+                    "connection closed before the response ended: {:?}",
+                    String::from_utf8_lossy(&rest)
+                );
+                rest.extend_from_slice(&buf[..n]);
+            }
+        }
+        drop(clients);
+    }
+    let deadline = Instant::now() + 5 * SECOND;
+    while open_fds(zilla.pid()) > fds && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        open_fds(zilla.pid()) <= fds,
+        "zilla holds {} fds, {fds} before the streams",
+        open_fds(zilla.pid())
+    );
+    let grown = rss_kib(zilla.pid()).unwrap().saturating_sub(rss);
+    assert!(
+        grown < 4 * 1024,
+        "zilla grew by {grown} KiB over 600 finished streams"
+    );
+}

@@ -20,7 +20,8 @@
 //!   (hop-by-hop ones removed), then every piece of body as read (chunked bodies are de-chunked,
 //!   one data frame per chunk, trailers in the `End`), so server-sent events pass one by one.
 //! - Upstream connections are kept per (exit, scheme, authority) and reused: at most
-//!   `zilla.binding.http.maximum.connections` (default 10) per origin, busy or idle; with none
+//!   `zilla.binding.http.maximum.connections` (default 10000; Zilla's 10 would cap an HTTP/1.1
+//!   event-stream proxy at 10 clients per origin) per origin, busy or idle; with none
 //!   free the app gets `503` with `retry-after: 0`. An idle connection is closed when the upstream
 //!   closes it or sends anything, after `zilla.binding.http.client.idle.timeout` (default 60s),
 //!   and at shutdown.
@@ -62,7 +63,7 @@ const MAX_CONNECTIONS_PROPERTY: &str = "zilla.binding.http.maximum.connections";
 const RESPONSE_TIMEOUT_PROPERTY: &str = "zilla.binding.http.client.response.timeout";
 /// Property: how long an idle upstream connection is kept (default [`DEFAULT_IDLE_TIMEOUT`]).
 const IDLE_TIMEOUT_PROPERTY: &str = "zilla.binding.http.client.idle.timeout";
-const DEFAULT_MAX_CONNECTIONS: usize = 10;
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
