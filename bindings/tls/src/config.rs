@@ -1,9 +1,9 @@
 //! Options and route conditions of the tls bindings, as zilla.yaml spells them.
 
-use std::ops::RangeInclusive;
-
 use schemars::JsonSchema;
 use serde::Deserialize;
+
+pub use proto_tcp::Ports;
 
 /// Options of the `tls` binding (server and client).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -41,81 +41,6 @@ pub enum Mutual {
     Requested,
     /// No client certificate is asked for.
     None,
-}
-
-/// A set of ports: a number, a `"N"` or `"N-M"` string, or a list of those.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(try_from = "PortsConfig")]
-pub struct Ports(Vec<RangeInclusive<u16>>);
-
-/// The written form of [`Ports`].
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum PortsConfig {
-    /// One port or range.
-    One(PortConfig),
-    /// Several ports or ranges.
-    Many(Vec<PortConfig>),
-}
-
-/// One port (`443`) or range (`"9000-9001"`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum PortConfig {
-    /// A port number.
-    Number(u16),
-    /// `"N"` or `"N-M"`.
-    Text(String),
-}
-
-impl TryFrom<PortsConfig> for Ports {
-    type Error = String;
-
-    fn try_from(c: PortsConfig) -> Result<Self, String> {
-        let items = match c {
-            PortsConfig::One(p) => vec![p],
-            PortsConfig::Many(ps) => ps,
-        };
-        if items.is_empty() {
-            return Err("expected at least one port".into());
-        }
-        items
-            .into_iter()
-            .map(|p| match p {
-                PortConfig::Number(n) => Ok(n..=n),
-                PortConfig::Text(t) => parse_range(&t),
-            })
-            .collect::<Result<_, _>>()
-            .map(Ports)
-    }
-}
-
-fn parse_range(t: &str) -> Result<RangeInclusive<u16>, String> {
-    let bad = || {
-        format!(
-            "invalid port '{t}': expected a number from 0 to 65535 or a range like \"9000-9010\""
-        )
-    };
-    match t.split_once('-') {
-        Some((a, b)) => {
-            let (a, b): (u16, u16) = (
-                a.trim().parse().map_err(|_| bad())?,
-                b.trim().parse().map_err(|_| bad())?,
-            );
-            if a > b {
-                return Err(format!("invalid port range '{t}': {a} is greater than {b}"));
-            }
-            Ok(a..=b)
-        }
-        None => t.trim().parse().map(|n| n..=n).map_err(|_| bad()),
-    }
-}
-
-impl Ports {
-    /// True if `port` is in the set.
-    pub fn contains(&self, port: u16) -> bool {
-        self.0.iter().any(|r| r.contains(&port))
-    }
 }
 
 /// One `when` condition of a tls route; every field given must match.

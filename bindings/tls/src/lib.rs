@@ -39,7 +39,7 @@ use zilla_engine::{
     Protocols,
 };
 
-pub use config::{Mutual, PortConfig, Ports, PortsConfig, TlsCondition, TlsOptions};
+pub use config::{Mutual, Ports, TlsCondition, TlsOptions};
 
 use proto_tcp::Tcp;
 

@@ -3,10 +3,12 @@
 //! metadata.
 
 mod io;
+mod ports;
 
 use std::net::SocketAddr;
 
 pub use io::StreamIo;
+pub use ports::{PortConfig, Ports, PortsConfig};
 
 use zilla_engine::Protocol;
 
