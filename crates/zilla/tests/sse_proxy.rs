@@ -442,3 +442,70 @@ fn streams_leave_nothing_behind() {
         "zilla grew by {grown} KiB over 600 finished streams"
     );
 }
+
+/// HTTP/2: a client that resets one stream (RST_STREAM) closes that stream's upstream at once,
+/// while another stream on the same connection keeps receiving events.
+#[test]
+fn h2_stream_reset_closes_its_upstream_only() {
+    let (_zilla, backend, port) = start(&[]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let client = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}/events");
+        let first = client.get(&url).send();
+        let b = backend.clone();
+        let publisher = std::thread::spawn(move || {
+            assert!(b.wait_requests(1, 5 * SECOND));
+            b.send_to(0, b"data:one\n\n");
+        });
+        let first = tokio::time::timeout(5 * SECOND, first)
+            .await
+            .unwrap()
+            .unwrap();
+        publisher.join().unwrap();
+        assert_eq!(first.version(), reqwest::Version::HTTP_2);
+        let second = client.get(&url).send();
+        let b = backend.clone();
+        let publisher = std::thread::spawn(move || {
+            assert!(b.wait_requests(2, 5 * SECOND));
+            b.send_to(1, b"data:two\n\n");
+        });
+        let mut second = tokio::time::timeout(5 * SECOND, second)
+            .await
+            .unwrap()
+            .unwrap();
+        publisher.join().unwrap();
+        assert_eq!(backend.open_streams(), 2);
+
+        drop(first); // RST_STREAM(CANCEL) on a connection that stays open
+        let b = backend.clone();
+        let closed = tokio::task::spawn_blocking(move || b.wait_open_at_most(1, 2 * SECOND))
+            .await
+            .unwrap();
+        assert!(closed, "the reset stream's upstream was not closed");
+        assert_eq!(
+            backend.open_streams(),
+            1,
+            "the other stream's upstream stays"
+        );
+        let chunk = tokio::time::timeout(5 * SECOND, second.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(&chunk[..], b"data:two\n\n");
+        backend.send_to(1, b"data:three\n\n");
+        let chunk = tokio::time::timeout(5 * SECOND, second.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(&chunk[..], b"data:three\n\n");
+    });
+}
