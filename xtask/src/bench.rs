@@ -41,8 +41,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut it = args.iter();
     match it.next().map(String::as_str) {
         Some("tcp") => {}
-        Some(other) => return Err(format!("unknown benchmark `{other}` (available: tcp)")),
-        None => return Err("which benchmark? (available: tcp)".into()),
+        Some(other) => return Err(format!("unknown benchmark `{other}` (available: tcp, sse)")),
+        None => return Err("which benchmark? (available: tcp, sse)".into()),
     }
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -99,11 +99,15 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 }
 
 pub(crate) fn run(args: &[String]) -> ExitCode {
+    if args.first().map(String::as_str) == Some("sse") {
+        return crate::bench_sse::run(&args[1..]);
+    }
     let args = match parse_args(args) {
         Ok(args) => args,
         Err(e) => {
             eprintln!(
-                "xtask bench: {e}\nusage: cargo xtask bench tcp [--seconds N] [--bytes N] [--connections N]"
+                "xtask bench: {e}\nusage: cargo xtask bench tcp [--seconds N] [--bytes N] [--connections N]\n       \
+                 cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D] [--idle M]"
             );
             return ExitCode::from(2);
         }
@@ -412,7 +416,7 @@ fn print_table(results: &[(&str, Results)], connections: usize) {
     println!("(latency ratios above 1 and throughput ratios below 1 mean slower than direct)");
 }
 
-fn flush() {
+pub(crate) fn flush() {
     let _ = std::io::stdout().flush();
 }
 
@@ -424,11 +428,11 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn local(port: u16) -> SocketAddr {
+pub(crate) fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -529,89 +533,107 @@ impl Nginx {
         .find(|m| Path::new(m).exists())
         .map(|m| format!("load_module {m};\n"))
         .unwrap_or_default();
-        let conf = dir.join("nginx.conf");
-        let error_log = dir.join("nginx-error.log");
-        let text = format!(
-            "{module}worker_processes 2;\ndaemon off;\npid {pid};\nerror_log {log} warn;\n\
-             events {{ worker_connections 4096; }}\n\
+        let body = format!(
+            "events {{ worker_connections 4096; }}\n\
              stream {{\n  \
                server {{ listen 127.0.0.1:{sink_port}; proxy_pass {sink}; }}\n  \
                server {{ listen 127.0.0.1:{echo_port}; proxy_pass {echo}; }}\n\
-             }}\n",
-            pid = dir.join("nginx.pid").display(),
-            log = error_log.display(),
+             }}\n"
         );
-        fs::write(&conf, text).map_err(|e| format!("writing {}: {e}", conf.display()))?;
-        println!("==> starting {} -c {}", bin.display(), conf.display());
-        let mut child = Command::new(bin)
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(&error_log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start nginx: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut stderr = String::new();
-                if let Some(mut err) = child.stderr.take() {
-                    let _ = err.read_to_string(&mut stderr);
-                }
-                let log = fs::read_to_string(&error_log).unwrap_or_default();
-                return Err(format!("nginx exited ({status}):\n{stderr}{log}"));
-            }
-            let ready = [sink_port, echo_port]
-                .iter()
-                .all(|p| TcpStream::connect(local(*p)).is_ok());
-            if ready {
-                return Ok(Nginx {
-                    child,
-                    sink_port,
-                    echo_port,
-                });
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("nginx did not start listening within 5s".into());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        let child = launch_nginx(bin, dir, &module, &body, &[sink_port, echo_port])?;
+        Ok(Nginx {
+            child,
+            sink_port,
+            echo_port,
+        })
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_nginx(&mut self.child);
     }
+}
+
+/// Writes `dir/nginx.conf` (`prelude`, then `worker_processes 2`, `daemon
+/// off`, pid file and error log in `dir`, then `body`), starts nginx on it
+/// and waits up to 5s until every port in `ports` accepts connections.
+pub(crate) fn launch_nginx(
+    bin: &Path,
+    dir: &Path,
+    prelude: &str,
+    body: &str,
+    ports: &[u16],
+) -> Result<Child, String> {
+    let conf = dir.join("nginx.conf");
+    let error_log = dir.join("nginx-error.log");
+    let text = format!(
+        "{prelude}worker_processes 2;\ndaemon off;\npid {pid};\nerror_log {log} warn;\n{body}",
+        pid = dir.join("nginx.pid").display(),
+        log = error_log.display(),
+    );
+    fs::write(&conf, text).map_err(|e| format!("writing {}: {e}", conf.display()))?;
+    println!("==> starting {} -c {}", bin.display(), conf.display());
+    let mut child = Command::new(bin)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(&error_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start nginx: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                let _ = err.read_to_string(&mut stderr);
+            }
+            let log = fs::read_to_string(&error_log).unwrap_or_default();
+            return Err(format!("nginx exited ({status}):\n{stderr}{log}"));
+        }
+        let ready = ports.iter().all(|p| TcpStream::connect(local(*p)).is_ok());
+        if ready {
+            return Ok(child);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("nginx did not start listening within 5s".into());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM to the nginx master, up to 5s for it to exit, then SIGKILL.
+pub(crate) fn stop_nginx(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            stop_nginx(&mut self.child);
         }
     }
 }
 
 /// Finds an executable on PATH (or in the usual sbin directories).
-fn find_program(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH").unwrap_or_default();
     env::split_paths(&path)
         .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
@@ -621,16 +643,16 @@ fn find_program(name: &str) -> Option<PathBuf> {
 
 /// A temporary directory removed on drop.
 #[derive(Debug)]
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir, String> {
+    pub(crate) fn new() -> Result<TempDir, String> {
         let dir = env::temp_dir().join(format!("zilla-bench-{}", std::process::id()));
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         Ok(TempDir(dir))
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

@@ -26,7 +26,14 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
     let root = workspace_root();
     println!("==> cargo build --release -p zilla -p zilla-sse-server");
     let built = cargo(&root)
-        .args(["build", "--release", "-p", "zilla", "-p", "zilla-sse-server"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "zilla",
+            "-p",
+            "zilla-sse-server",
+        ])
         .status();
     if !built.is_ok_and(|s| s.success()) {
         eprintln!("demo: the build failed (see above)");
@@ -51,7 +58,9 @@ fn start(root: &Path, bin: &Path) -> Result<(), String> {
     let mut backend = Guard(backend);
     thread::sleep(Duration::from_millis(300));
     if let Ok(Some(status)) = backend.0.try_wait() {
-        return Err(format!("zilla-sse-server exited ({status}): are ports 8001 and 7001 free?"));
+        return Err(format!(
+            "zilla-sse-server exited ({status}): are ports 8001 and 7001 free?"
+        ));
     }
     let zilla = Command::new(bin.join("zilla"))
         .args(["start", "-c"])
@@ -68,7 +77,11 @@ fn start(root: &Path, bin: &Path) -> Result<(), String> {
     println!();
     loop {
         if let Ok(Some(status)) = zilla.0.try_wait() {
-            return if status.success() { Ok(()) } else { Err(format!("zilla exited ({status})")) };
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(format!("zilla exited ({status})"))
+            };
         }
         if let Ok(Some(status)) = backend.0.try_wait() {
             return Err(format!("zilla-sse-server exited ({status})"));

@@ -7,12 +7,16 @@
 //! - `cargo xtask bench tcp [--seconds N] [--bytes N] [--connections N]`:
 //!   compare tcp proxying through zilla with a direct connection (and nginx,
 //!   when installed).
+//! - `cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D]
+//!   [--idle M]`: SSE fan-out latency, CPU per event and idle memory per
+//!   stream, direct vs through zilla's SSE proxy (and nginx, when installed).
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod bench_sse;
 mod demo;
 mod test;
 
@@ -34,6 +38,17 @@ commands:
         bulk throughput (--bytes, default 1G; suffixes K, M, G),
         64-byte round trips on one connection (--seconds each, default 5),
         round trips on --connections concurrent connections (default 50).
+
+  bench sse [--clients N] [--rate R] [--size S] [--seconds D] [--idle M]
+      Builds zilla in release mode and measures, directly against an
+      in-process SSE backend, through zilla (the examples/sse.proxy chain)
+      and through nginx (proxy_pass, buffering off) when installed:
+        fan-out latency: --clients streams (default 1000), each getting
+          --rate events/s (default 20) of --size bytes (default 256) for
+          --seconds (default 10); p50/p99/p99.9 backend-write to client-read
+          latency and events delivered vs sent,
+        proxy CPU time per event (utime+stime from /proc),
+        proxy RSS per idle stream with --idle streams open (default 1000).
 
   demo
       Builds (release) and runs the bundled SSE backend (zilla-sse-server on

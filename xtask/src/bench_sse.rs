@@ -1,0 +1,1362 @@
+//! `cargo xtask bench sse`: SSE fan-out benchmark, direct vs zilla (vs nginx).
+//!
+//! Everything runs on 127.0.0.1. The backend lives in this process: it
+//! accepts `GET /events` requests, answers with a chunked
+//! `text/event-stream` head and then, from a few sender threads, writes each
+//! stream `--rate` events per second of `--size` bytes for `--seconds`
+//! seconds. Every event carries the time it was written (nanoseconds since an
+//! `Instant` shared with the clients), so each client computes backend-write
+//! to client-read latency. Requests for `/events/idle` get the head and
+//! nothing else; they measure the proxy's memory per idle stream (opened,
+//! closed and opened again, which tells memory kept by the allocator from
+//! memory leaked per stream).
+//!
+//! The same measurements run directly against the backend, through zilla
+//! (the `examples/sse.proxy` chain: tcp server -> http server -> sse server ->
+//! sse client -> http client -> tcp client) and, if installed, through nginx
+//! (`proxy_pass` with buffering off). For the proxies it also reads their CPU
+//! time and RSS from `/proc`.
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use zilla_spec::Zilla;
+
+use crate::bench::{find_program, flush, free_port, launch_nginx, local, stop_nginx, TempDir};
+use crate::{cargo, target_dir, workspace_root};
+
+/// Stack size of the client threads (one per stream).
+const CLIENT_STACK: usize = 64 * 1024;
+/// Backend threads writing events; each owns a share of the streams.
+const SENDERS: usize = 2;
+/// Streams that may be connected but not yet seen by the backend.
+const CONNECT_AHEAD: usize = 64;
+/// Bytes of an event that are not the data value: `data:` and `\n\n`.
+const EVENT_OVERHEAD: usize = 7;
+/// File descriptors kept free for everything but the streams.
+const SPARE_FDS: u64 = 128;
+/// Path the idle streams ask for (routed by `/events*` like the others).
+const IDLE_PATH: &str = "/events/idle";
+
+#[derive(Debug, Clone, PartialEq)]
+struct Args {
+    clients: usize,
+    rate: f64,
+    size: usize,
+    seconds: f64,
+    idle: usize,
+}
+
+const USAGE: &str =
+    "usage: cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D] [--idle M]";
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut parsed = Args {
+        clients: 1000,
+        rate: 20.0,
+        size: 256,
+        seconds: 10.0,
+        idle: 1000,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (arg.as_str(), None),
+        };
+        let value = inline
+            .or_else(|| it.next().cloned())
+            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let positive = |max: f64| {
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|v| *v > 0.0 && *v <= max && v.is_finite())
+                .ok_or_else(|| format!("invalid {flag} `{value}` (0 < {flag} <= {max})"))
+        };
+        let count = |min: usize, max: usize| {
+            value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| format!("invalid {flag} `{value}` ({min}..={max})"))
+        };
+        match flag {
+            "--clients" => parsed.clients = count(1, 20_000)?,
+            "--rate" => parsed.rate = positive(10_000.0)?,
+            "--size" => parsed.size = count(48, 64 * 1024)?,
+            "--seconds" => parsed.seconds = positive(600.0)?,
+            "--idle" => parsed.idle = count(1, 50_000)?,
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    if events_per_stream(&parsed) == 0 {
+        return Err("--rate x --seconds must be at least 1 event per stream".into());
+    }
+    Ok(parsed)
+}
+
+fn events_per_stream(args: &Args) -> u64 {
+    (args.rate * args.seconds).round() as u64
+}
+
+pub(crate) fn run(args: &[String]) -> ExitCode {
+    let mut args = match parse_args(args) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("xtask bench sse: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    fit_fd_limit(&mut args);
+    match bench_sse(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask bench sse: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Each stream costs this process two descriptors (client and backend end);
+/// shrinks the stream counts when the soft `RLIMIT_NOFILE` is too low.
+fn fit_fd_limit(args: &mut Args) {
+    let Some((soft, hard)) = open_file_limit() else {
+        return;
+    };
+    let streams = args.clients.max(args.idle) as u64;
+    let needed = 2 * streams + SPARE_FDS;
+    if soft >= needed {
+        return;
+    }
+    let fit = (soft.saturating_sub(SPARE_FDS) / 2).max(1) as usize;
+    println!(
+        "note: the open-file limit is {soft} (hard {hard}); {streams} streams need {needed}. \
+         Raise it in the shell first, e.g. `ulimit -n {}`. Running with at most {fit} streams.",
+        needed.max(65_536).min(hard.max(needed))
+    );
+    args.clients = args.clients.min(fit);
+    args.idle = args.idle.min(fit);
+}
+
+/// The soft and hard `Max open files` of this process.
+fn open_file_limit() -> Option<(u64, u64)> {
+    let limits = fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let parse = |f: Option<&str>| match f? {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    };
+    Some((parse(fields.next())?, parse(fields.next())?))
+}
+
+/// A process whose CPU time and memory are measured.
+#[derive(Debug, Clone, Copy)]
+enum Proxy {
+    /// One process.
+    Single(u32),
+    /// nginx: the master and its worker children.
+    Master(u32),
+}
+
+impl Proxy {
+    fn pids(self) -> Vec<u32> {
+        match self {
+            Proxy::Single(pid) => vec![pid],
+            Proxy::Master(pid) => {
+                let mut pids = vec![pid];
+                pids.extend(children_of(pid));
+                pids
+            }
+        }
+    }
+
+    /// utime + stime of every process, in clock ticks.
+    fn cpu_ticks(self) -> Result<u64, String> {
+        self.pids().into_iter().map(cpu_ticks).sum()
+    }
+
+    /// VmRSS of every process, in KiB.
+    fn rss_kib(self) -> Result<u64, String> {
+        self.pids().into_iter().map(rss_kib).sum()
+    }
+}
+
+/// The fields of `/proc/PID/stat` after the command name (state is [0]).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    let fields = stat_fields(pid).ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
+    // utime and stime are fields 14 and 15 of stat, 11 and 12 after the name.
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    match (field(11), field(12)) {
+        (Some(u), Some(s)) => Ok(u + s),
+        _ => Err(format!("unexpected /proc/{pid}/stat")),
+    }
+}
+
+fn rss_kib(pid: u32) -> Result<u64, String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("reading /proc/{pid}/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// Processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            stat_fields(*pid)
+                .and_then(|f| f.get(1)?.parse::<u32>().ok())
+                .is_some_and(|ppid| ppid == parent)
+        })
+        .collect()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// The in-process SSE backend.
+#[derive(Debug)]
+struct Backend {
+    addr: SocketAddr,
+    shared: Arc<BackendShared>,
+}
+
+#[derive(Debug, Default)]
+struct BackendShared {
+    /// Streams that asked for events, head sent, waiting for a run.
+    events: Mutex<Vec<TcpStream>>,
+    /// Idle streams, head sent; nothing more is written.
+    idle: Mutex<Vec<TcpStream>>,
+    /// Connections that failed before the head was sent.
+    rejected: AtomicU64,
+}
+
+const RESPONSE_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+
+impl Backend {
+    /// Listens on a free port; one thread accepts, reads each request head
+    /// and answers with the response head, then parks the stream.
+    fn start() -> Result<Backend, String> {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("backend listen: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let shared = Arc::new(BackendShared::default());
+        let accepting = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("sse-backend".into())
+            .spawn(move || {
+                for stream in listener.incoming().map_while(Result::ok) {
+                    if accept(&accepting, stream).is_err() {
+                        accepting.rejected.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .map_err(|e| format!("backend thread: {e}"))?;
+        Ok(Backend { addr, shared })
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    fn events(&self) -> MutexGuard<'_, Vec<TcpStream>> {
+        lock(&self.shared.events)
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<TcpStream>> {
+        lock(&self.shared.idle)
+    }
+}
+
+fn accept(shared: &BackendShared, mut stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0; 2048];
+    while find(&head, b"\r\n\r\n").is_none() {
+        let n = stream.read(&mut buf)?;
+        if n == 0 || head.len() > 64 * 1024 {
+            return Err(ErrorKind::InvalidData.into());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let request_line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let idle = find(request_line, IDLE_PATH.as_bytes()).is_some();
+    stream.write_all(RESPONSE_HEAD)?;
+    if idle {
+        lock(&shared.idle).push(stream);
+    } else {
+        lock(&shared.events).push(stream);
+    }
+    Ok(())
+}
+
+/// Appends one event as one chunk: `data:<ns> xxx…\n\n`, `size` bytes in all.
+fn encode_event(out: &mut Vec<u8>, size: usize, sent_ns: u64) {
+    let stamp = sent_ns.to_string();
+    let pad = size - EVENT_OVERHEAD - stamp.len() - 1;
+    out.extend_from_slice(format!("{size:x}\r\ndata:{stamp} ").as_bytes());
+    out.resize(out.len() + pad, b'x');
+    out.extend_from_slice(b"\n\n\r\n");
+}
+
+/// Incremental reader of an SSE response: the head, the chunked (or
+/// identity) body and the events in it.
+#[derive(Debug, Default)]
+struct SseDecoder {
+    raw: Vec<u8>,
+    body: Vec<u8>,
+    head_done: bool,
+    chunked: bool,
+    /// Bytes left in the current chunk.
+    chunk_left: usize,
+    /// The CRLF after a chunk's data is still to come.
+    chunk_crlf: bool,
+    /// The last chunk arrived.
+    ended: bool,
+}
+
+impl SseDecoder {
+    /// Feeds bytes read from the socket; calls `on_event` with each complete
+    /// event (without its blank line).
+    fn push(&mut self, data: &[u8], mut on_event: impl FnMut(&[u8])) -> Result<(), String> {
+        self.raw.extend_from_slice(data);
+        if !self.head_done {
+            let Some(end) = find(&self.raw, b"\r\n\r\n") else {
+                return Ok(());
+            };
+            let head = String::from_utf8_lossy(&self.raw[..end]).to_ascii_lowercase();
+            let status = head.lines().next().unwrap_or_default();
+            if status.split_whitespace().nth(1) != Some("200") {
+                return Err(format!("response `{status}`"));
+            }
+            self.chunked = head
+                .lines()
+                .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+            self.head_done = true;
+            self.raw.drain(..end + 4);
+        }
+        if self.chunked {
+            self.dechunk()?;
+        } else {
+            self.body.append(&mut self.raw);
+        }
+        let mut start = 0;
+        while let Some(end) = find(&self.body[start..], b"\n\n") {
+            on_event(&self.body[start..start + end]);
+            start += end + 2;
+        }
+        self.body.drain(..start);
+        Ok(())
+    }
+
+    fn dechunk(&mut self) -> Result<(), String> {
+        let mut at = 0;
+        while !self.ended {
+            if self.chunk_left > 0 {
+                let n = self.chunk_left.min(self.raw.len() - at);
+                if n == 0 {
+                    break;
+                }
+                self.body.extend_from_slice(&self.raw[at..at + n]);
+                self.chunk_left -= n;
+                at += n;
+                continue;
+            }
+            if self.chunk_crlf {
+                if self.raw.len() - at < 2 {
+                    break;
+                }
+                if &self.raw[at..at + 2] != b"\r\n" {
+                    return Err("chunk not followed by CRLF".into());
+                }
+                at += 2;
+                self.chunk_crlf = false;
+            }
+            let Some(eol) = find(&self.raw[at..], b"\r\n") else {
+                break;
+            };
+            let line = String::from_utf8_lossy(&self.raw[at..at + eol]).into_owned();
+            let hex = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(hex, 16)
+                .map_err(|_| format!("bad chunk size line `{line}`"))?;
+            at += eol + 2;
+            if size == 0 {
+                self.ended = true;
+            } else {
+                self.chunk_left = size;
+                self.chunk_crlf = true;
+            }
+        }
+        self.raw.drain(..at);
+        Ok(())
+    }
+}
+
+/// The value of an event's first `data:` line.
+fn event_data(event: &[u8]) -> Option<&[u8]> {
+    event.split(|b| *b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let value = line.strip_prefix(b"data:")?;
+        Some(value.strip_prefix(b" ").unwrap_or(value))
+    })
+}
+
+/// What one client saw.
+#[derive(Debug, Default)]
+struct ClientReport {
+    events: u64,
+    malformed: u64,
+    /// Latencies of every event but the stream's first.
+    latencies_ns: Vec<u64>,
+    /// Latency of the stream's first event (the response head comes with it
+    /// through some proxies).
+    first_ns: Option<u64>,
+    error: Option<String>,
+}
+
+fn client(
+    mut stream: TcpStream,
+    epoch: Instant,
+    size: usize,
+    expected: u64,
+    received: &AtomicU64,
+    stop: &AtomicBool,
+) -> ClientReport {
+    let mut report = ClientReport {
+        latencies_ns: Vec::with_capacity(expected as usize),
+        ..ClientReport::default()
+    };
+    let mut decoder = SseDecoder::default();
+    let mut buf = vec![0; 16 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                report.error = Some(format!(
+                    "stream closed by the server after {} events",
+                    report.events
+                ));
+                break;
+            }
+            Ok(n) => {
+                let now = epoch.elapsed().as_nanos() as u64;
+                let before = report.events;
+                let decoded = decoder.push(&buf[..n], |event| {
+                    let Some(data) = event_data(event) else {
+                        return; // a comment (keep-alive)
+                    };
+                    report.events += 1;
+                    let stamp = data.split(|b| *b == b' ').next().unwrap_or_default();
+                    match std::str::from_utf8(stamp).ok().and_then(|s| s.parse().ok()) {
+                        Some(sent) if data.len() == size - EVENT_OVERHEAD => {
+                            let latency = now.saturating_sub(sent);
+                            if report.events == 1 {
+                                report.first_ns = Some(latency);
+                            } else {
+                                report.latencies_ns.push(latency);
+                            }
+                        }
+                        _ => report.malformed += 1,
+                    }
+                });
+                received.fetch_add(report.events - before, Ordering::Relaxed);
+                if let Err(e) = decoded {
+                    report.error = Some(e);
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                report.error = Some(format!("read after {} events: {e}", report.events));
+                break;
+            }
+        }
+    }
+    report
+}
+
+fn request(path: &str, port: u16) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\
+         Cache-Control: no-cache\r\n\r\n"
+    )
+}
+
+fn open_stream(port: u16, path: &str) -> Result<TcpStream, String> {
+    let addr = local(port);
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    stream
+        .write_all(request(path, port).as_bytes())
+        .map_err(|e| format!("sending the request to {addr}: {e}"))?;
+    Ok(stream)
+}
+
+/// Waits until `count()` reaches `target`, or fails after `timeout`.
+fn wait_for(
+    what: &str,
+    target: usize,
+    timeout: Duration,
+    count: impl Fn() -> usize,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = count();
+        if n >= target {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "only {n} of {target} {what} within {}s",
+                timeout.as_secs()
+            ));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// One target's numbers; `None` where it does not apply (the direct run has
+/// no proxy process) or was not measured.
+#[derive(Debug, Clone, Default)]
+struct Results {
+    sent: u64,
+    delivered: u64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    max_us: f64,
+    p99_later_us: f64,
+    first_p50_us: f64,
+    first_max_us: f64,
+    cpu_us_per_event: Option<f64>,
+    rss_base_mib: Option<f64>,
+    idle_kib_per_stream: Option<f64>,
+    /// RSS still held per stream after the idle streams closed.
+    idle_kept_kib_per_stream: Option<f64>,
+    /// Growth per stream when the idle streams are opened a second time.
+    idle_again_kib_per_stream: Option<f64>,
+    problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    name: &'static str,
+    port: u16,
+    proxy: Option<Proxy>,
+}
+
+/// nginx as an HTTP reverse proxy; stopped (with its workers) on drop.
+#[derive(Debug)]
+struct NginxHttp {
+    child: Child,
+    port: u16,
+}
+
+impl NginxHttp {
+    fn start(bin: &Path, dir: &Path, backend: u16, streams: usize) -> Result<NginxHttp, String> {
+        let port = free_port()?;
+        let connections = (2 * streams + 64).max(4096);
+        let nofile = open_file_limit()
+            .map(|(soft, _)| soft.min(1 << 20))
+            .unwrap_or(4096);
+        let temp = |name: &str| dir.join(name).display().to_string();
+        let prelude = format!("worker_rlimit_nofile {nofile};\n");
+        let body = format!(
+            "events {{ worker_connections {connections}; }}\n\
+             http {{\n  \
+               access_log off;\n  \
+               client_body_temp_path {};\n  \
+               proxy_temp_path {};\n  \
+               fastcgi_temp_path {};\n  \
+               uwsgi_temp_path {};\n  \
+               scgi_temp_path {};\n  \
+               server {{\n    \
+                 listen 127.0.0.1:{port};\n    \
+                 location / {{\n      \
+                   proxy_pass http://127.0.0.1:{backend};\n      \
+                   proxy_http_version 1.1;\n      \
+                   proxy_buffering off;\n      \
+                   proxy_cache off;\n      \
+                   proxy_read_timeout 1h;\n    \
+                 }}\n  \
+               }}\n\
+             }}\n",
+            temp("client_body"),
+            temp("proxy"),
+            temp("fastcgi"),
+            temp("uwsgi"),
+            temp("scgi"),
+        );
+        let child = launch_nginx(bin, dir, &prelude, &body, &[port])?;
+        Ok(NginxHttp { child, port })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for NginxHttp {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let workers = children_of(self.pid());
+            stop_nginx(&mut self.child);
+            // A SIGKILLed master leaves its workers behind: end them too.
+            for pid in workers {
+                let name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if name.trim() == "nginx" {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+/// Returns whether every target delivered every event.
+fn bench_sse(args: &Args) -> Result<bool, String> {
+    let root = workspace_root();
+    println!("==> cargo build --release -p zilla");
+    let built = cargo(&root)
+        .args(["build", "--release", "-p", "zilla"])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !built.success() {
+        return Err("zilla failed to build".into());
+    }
+    let zilla_bin = target_dir(&root).join("release").join("zilla");
+
+    let work = TempDir::new()?;
+    let backend = Backend::start()?;
+    let mut targets = vec![Target {
+        name: "direct",
+        port: backend.port(),
+        proxy: None,
+    }];
+
+    let zilla_port = free_port()?;
+    let config = work.path().join("zilla.yaml");
+    fs::write(&config, zilla_config(zilla_port, backend.port()))
+        .map_err(|e| format!("writing {}: {e}", config.display()))?;
+    println!("==> starting {}", zilla_bin.display());
+    let mut zilla = Zilla::start(&zilla_bin, &config, &[], Some(work.path()))?;
+    zilla.wait_listening(&[zilla_port], Duration::from_secs(10))?;
+    targets.push(Target {
+        name: "zilla",
+        port: zilla_port,
+        proxy: Some(Proxy::Single(zilla.pid())),
+    });
+
+    let mut nginx = None;
+    match find_program("nginx") {
+        None => println!("nginx not installed (apt-get install nginx) — peer column skipped"),
+        Some(bin) => {
+            let streams = args.clients.max(args.idle);
+            match NginxHttp::start(&bin, work.path(), backend.port(), streams) {
+                Ok(n) => {
+                    targets.push(Target {
+                        name: "nginx",
+                        port: n.port,
+                        proxy: Some(Proxy::Master(n.pid())),
+                    });
+                    nginx = Some(n);
+                }
+                Err(e) => println!("note: nginx could not be started — peer column skipped\n{e}"),
+            }
+        }
+    }
+
+    let per_stream = events_per_stream(args);
+    println!(
+        "==> measuring: {} idle streams (proxies only), then {} clients x {} events/s x {} B \
+         for {}s ({} events per stream, {} in all)",
+        args.idle,
+        args.clients,
+        args.rate,
+        args.size,
+        args.seconds,
+        per_stream,
+        per_stream * args.clients as u64,
+    );
+    let epoch = Instant::now();
+    let ticks_per_second = clock_ticks_per_second();
+    let mut results = Vec::new();
+    let mut failure = None;
+    for target in &targets {
+        match measure(target, &backend, args, epoch, ticks_per_second) {
+            Ok(r) => results.push((target.name, r)),
+            Err(e) => {
+                failure = Some(format!("{}: {e}", target.name));
+                break;
+            }
+        }
+    }
+
+    drop(nginx);
+    let stopped = zilla.stop(Duration::from_secs(5));
+    if !stopped.graceful {
+        println!("note: zilla {}", stopped.describe());
+    }
+    let rejected = backend.shared.rejected.load(Ordering::Relaxed);
+    if rejected > 0 {
+        println!("note: the backend dropped {rejected} connections before answering");
+    }
+    if let Some(e) = failure {
+        return Err(format!("{e}\nzilla stderr:\n{}", tail(&stopped.stderr, 30)));
+    }
+    print_table(&results);
+    println!("{}", machine_note());
+    let mut complete = true;
+    for (name, r) in &results {
+        for problem in &r.problems {
+            println!("problem: {name}: {problem}");
+        }
+        if r.delivered != r.sent || !r.problems.is_empty() {
+            complete = false;
+        }
+    }
+    if !complete && !stopped.stderr.trim().is_empty() {
+        println!("zilla stderr:\n{}", tail(&stopped.stderr, 30));
+    }
+    Ok(complete)
+}
+
+fn measure(
+    target: &Target,
+    backend: &Backend,
+    args: &Args,
+    epoch: Instant,
+    ticks_per_second: f64,
+) -> Result<Results, String> {
+    print!("  {:<7}", target.name);
+    flush();
+    let mut results = Results::default();
+    if let Some(proxy) = target.proxy {
+        let first = idle_memory(target.port, backend, args.idle, proxy)?;
+        let again = idle_memory(target.port, backend, args.idle, proxy)?;
+        let per_stream = |kib: u64, base: u64| kib.saturating_sub(base) as f64 / args.idle as f64;
+        results.rss_base_mib = Some(first.before as f64 / 1024.0);
+        results.idle_kib_per_stream = Some(per_stream(first.open, first.before));
+        results.idle_kept_kib_per_stream = Some(per_stream(first.closed, first.before));
+        results.idle_again_kib_per_stream = Some(per_stream(again.open, again.before));
+        print!(
+            " idle: {:.2} KiB/stream over {:.1} MiB ({:.2} kept after close, {:.2} on reopening);",
+            per_stream(first.open, first.before),
+            first.before as f64 / 1024.0,
+            per_stream(first.closed, first.before),
+            per_stream(again.open, again.before),
+        );
+        flush();
+    }
+    fan_out(target, backend, args, epoch, ticks_per_second, &mut results)?;
+    println!(
+        " fan-out: {}/{} events, p50 {:.0} us, p99 {:.0} us{}",
+        results.delivered,
+        results.sent,
+        results.p50_us,
+        results.p99_us,
+        results
+            .cpu_us_per_event
+            .map(|c| format!(", {c:.1} us CPU/event"))
+            .unwrap_or_default()
+    );
+    Ok(results)
+}
+
+/// Proxy RSS in KiB around one round of idle streams.
+#[derive(Debug, Clone, Copy)]
+struct IdleRss {
+    before: u64,
+    open: u64,
+    closed: u64,
+}
+
+/// Opens `count` idle streams and closes them again, reading the proxy's
+/// RSS before, while they are open and after they closed.
+fn idle_memory(
+    port: u16,
+    backend: &Backend,
+    count: usize,
+    proxy: Proxy,
+) -> Result<IdleRss, String> {
+    backend.idle().clear();
+    let before = proxy.rss_kib()?;
+    let mut clients = Vec::with_capacity(count);
+    for i in 0..count {
+        clients.push(open_stream(port, IDLE_PATH)?);
+        if i + 1 >= CONNECT_AHEAD {
+            wait_for(
+                "idle streams reached the backend",
+                i + 1 - CONNECT_AHEAD,
+                Duration::from_secs(10),
+                || backend.idle().len(),
+            )?;
+        }
+    }
+    wait_for(
+        "idle streams reached the backend",
+        count,
+        Duration::from_secs(10),
+        || backend.idle().len(),
+    )?;
+    thread::sleep(Duration::from_millis(500));
+    let after = proxy.rss_kib()?;
+    drop(clients);
+    thread::sleep(Duration::from_millis(200));
+    backend.idle().clear();
+    thread::sleep(Duration::from_millis(300));
+    Ok(IdleRss {
+        before,
+        open: after,
+        closed: proxy.rss_kib()?,
+    })
+}
+
+fn fan_out(
+    target: &Target,
+    backend: &Backend,
+    args: &Args,
+    epoch: Instant,
+    ticks_per_second: f64,
+    results: &mut Results,
+) -> Result<(), String> {
+    let n = args.clients;
+    let per_stream = events_per_stream(args);
+    backend.events().clear();
+    let stop = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicU64::new(0));
+    let mut clients: Vec<JoinHandle<ClientReport>> = Vec::with_capacity(n);
+    let outcome = (|| -> Result<(), String> {
+        for i in 0..n {
+            let stream = open_stream(target.port, "/events")?;
+            stream
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .map_err(|e| e.to_string())?;
+            let (stop, received) = (Arc::clone(&stop), Arc::clone(&received));
+            let size = args.size;
+            let handle = thread::Builder::new()
+                .name(format!("sse-client-{i}"))
+                .stack_size(CLIENT_STACK)
+                .spawn(move || client(stream, epoch, size, per_stream, &received, &stop))
+                .map_err(|e| format!("client thread {i}: {e}"))?;
+            clients.push(handle);
+            if i + 1 >= CONNECT_AHEAD {
+                wait_for(
+                    "streams reached the backend",
+                    i + 1 - CONNECT_AHEAD,
+                    Duration::from_secs(10),
+                    || backend.events().len(),
+                )?;
+            }
+        }
+        wait_for(
+            "streams reached the backend",
+            n,
+            Duration::from_secs(10),
+            || backend.events().len(),
+        )
+    })();
+    if let Err(e) = outcome {
+        stop.store(true, Ordering::Relaxed);
+        for handle in clients {
+            let _ = handle.join();
+        }
+        backend.events().clear();
+        return Err(e);
+    }
+
+    let streams = std::mem::take(&mut *backend.events());
+    let mut shares: Vec<Vec<(usize, TcpStream)>> =
+        (0..SENDERS.min(n)).map(|_| Vec::new()).collect();
+    let senders = shares.len();
+    for (i, stream) in streams.into_iter().enumerate() {
+        shares[i % senders].push((i, stream));
+    }
+    let cpu_before = target.proxy.map(Proxy::cpu_ticks).transpose()?;
+    let period_ns = (1e9 / args.rate) as u128;
+    let start = Instant::now() + Duration::from_millis(20);
+    let size = args.size;
+    let sender_handles: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            thread::spawn(move || send(share, n, per_stream, period_ns, start, size, epoch))
+        })
+        .collect();
+    let mut sent = 0;
+    let mut lag = Duration::ZERO;
+    let mut upstreams = Vec::new();
+    let mut send_errors = Vec::new();
+    for handle in sender_handles {
+        match handle.join() {
+            Ok(report) => {
+                sent += report.sent;
+                lag = lag.max(report.max_lag);
+                upstreams.extend(report.streams);
+                send_errors.extend(report.errors);
+            }
+            Err(_) => send_errors.push("sender thread panicked".into()),
+        }
+    }
+    let sending = start.elapsed();
+    // Let the last events arrive.
+    let drain_deadline = Instant::now() + Duration::from_secs(5);
+    while received.load(Ordering::Relaxed) < sent && Instant::now() < drain_deadline {
+        thread::sleep(Duration::from_millis(1));
+    }
+    let window = start.elapsed();
+    let cpu_after = target.proxy.map(Proxy::cpu_ticks).transpose()?;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::with_capacity(sent as usize);
+    let mut firsts = Vec::with_capacity(n);
+    let mut delivered = 0;
+    let mut malformed = 0;
+    let mut client_errors = Vec::new();
+    for handle in clients {
+        match handle.join() {
+            Ok(report) => {
+                delivered += report.events;
+                malformed += report.malformed;
+                latencies.extend(report.latencies_ns);
+                firsts.extend(report.first_ns);
+                client_errors.extend(report.error);
+            }
+            Err(_) => client_errors.push("client thread panicked".into()),
+        }
+    }
+    drop(upstreams);
+    thread::sleep(Duration::from_millis(300));
+
+    latencies.sort_unstable();
+    firsts.sort_unstable();
+    results.p99_later_us = percentile_us(&latencies, 0.99);
+    results.first_p50_us = percentile_us(&firsts, 0.50);
+    results.first_max_us = percentile_us(&firsts, 1.0);
+    latencies.extend_from_slice(&firsts);
+    latencies.sort_unstable();
+    results.sent = sent;
+    results.delivered = delivered;
+    results.p50_us = percentile_us(&latencies, 0.50);
+    results.p99_us = percentile_us(&latencies, 0.99);
+    results.p999_us = percentile_us(&latencies, 0.999);
+    results.max_us = percentile_us(&latencies, 1.0);
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+        let seconds = b.saturating_sub(a) as f64 / ticks_per_second;
+        results.cpu_us_per_event = Some(seconds * 1e6 / delivered.max(1) as f64);
+    }
+    let planned = Duration::from_secs_f64(args.seconds);
+    if sending > planned + planned / 10 + Duration::from_millis(100) {
+        results.problems.push(format!(
+            "the backend fell behind: sending took {:.2}s for {:.2}s of events (max lag {:.1} ms); \
+             the machine is overloaded",
+            sending.as_secs_f64(),
+            planned.as_secs_f64(),
+            lag.as_secs_f64() * 1e3
+        ));
+    }
+    if delivered < sent {
+        results.problems.push(format!(
+            "{} of {sent} events not delivered {:.1}s after the last was sent",
+            sent - delivered,
+            (window - sending).as_secs_f64()
+        ));
+    }
+    if delivered > sent {
+        results
+            .problems
+            .push(format!("{delivered} events delivered but only {sent} sent"));
+    }
+    if malformed > 0 {
+        results.problems.push(format!(
+            "{malformed} events arrived altered (bad size or stamp)"
+        ));
+    }
+    summarize_errors(&mut results.problems, "client", client_errors);
+    summarize_errors(&mut results.problems, "backend", send_errors);
+    Ok(())
+}
+
+/// The `p` quantile of sorted nanoseconds, in microseconds.
+fn percentile_us(sorted_ns: &[u64], p: f64) -> f64 {
+    let i = ((sorted_ns.len() as f64 * p) as usize).min(sorted_ns.len().saturating_sub(1));
+    sorted_ns.get(i).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+/// Adds the first error and how many there were in all.
+fn summarize_errors(problems: &mut Vec<String>, side: &str, errors: Vec<String>) {
+    if let Some(first) = errors.first() {
+        let more = match errors.len() {
+            1 => String::new(),
+            n => format!(" (and {} more {side} errors)", n - 1),
+        };
+        problems.push(format!("{side}: {first}{more}"));
+    }
+}
+
+#[derive(Debug)]
+struct SendReport {
+    sent: u64,
+    max_lag: Duration,
+    /// Kept open until the clients are done.
+    streams: Vec<TcpStream>,
+    errors: Vec<String>,
+}
+
+/// Writes `per_stream` events to each stream in `share`; stream `i` of `n`
+/// gets its events at `start + k * period + i * period / n`.
+fn send(
+    share: Vec<(usize, TcpStream)>,
+    n: usize,
+    per_stream: u64,
+    period_ns: u128,
+    start: Instant,
+    size: usize,
+    epoch: Instant,
+) -> SendReport {
+    let mut streams: Vec<(usize, Option<TcpStream>)> =
+        share.into_iter().map(|(i, s)| (i, Some(s))).collect();
+    let mut report = SendReport {
+        sent: 0,
+        max_lag: Duration::ZERO,
+        streams: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut chunk = Vec::with_capacity(size + 16);
+    for k in 0..per_stream {
+        for (i, slot) in &mut streams {
+            let Some(stream) = slot else { continue };
+            let offset = (u128::from(k) * n as u128 + *i as u128) * period_ns / n as u128;
+            let due = start + Duration::from_nanos(offset as u64);
+            let now = Instant::now();
+            if due > now {
+                thread::sleep(due - now);
+            } else {
+                report.max_lag = report.max_lag.max(now - due);
+            }
+            chunk.clear();
+            encode_event(&mut chunk, size, epoch.elapsed().as_nanos() as u64);
+            match stream.write_all(&chunk) {
+                Ok(()) => report.sent += 1,
+                Err(e) => {
+                    report.errors.push(format!("write to stream {i}: {e}"));
+                    *slot = None;
+                }
+            }
+        }
+    }
+    report.streams = streams.into_iter().filter_map(|(_, s)| s).collect();
+    report
+}
+
+fn print_table(results: &[(&str, Results)]) {
+    type Metric = (&'static str, fn(&Results) -> Option<f64>, usize, bool);
+    let metrics: [Metric; 15] = [
+        ("events sent", |r| Some(r.sent as f64), 0, false),
+        ("events delivered", |r| Some(r.delivered as f64), 0, false),
+        (
+            "delivered (% of sent)",
+            |r| Some(100.0 * r.delivered as f64 / r.sent.max(1) as f64),
+            2,
+            false,
+        ),
+        ("latency p50 (us)", |r| Some(r.p50_us), 0, true),
+        ("latency p99 (us)", |r| Some(r.p99_us), 0, true),
+        ("latency p99.9 (us)", |r| Some(r.p999_us), 0, true),
+        ("latency max (us)", |r| Some(r.max_us), 0, true),
+        (
+            "  p99 without 1st events (us)",
+            |r| Some(r.p99_later_us),
+            0,
+            true,
+        ),
+        (
+            "  1st event of stream p50 (us)",
+            |r| Some(r.first_p50_us),
+            0,
+            true,
+        ),
+        (
+            "  1st event of stream max (us)",
+            |r| Some(r.first_max_us),
+            0,
+            true,
+        ),
+        ("proxy CPU per event (us)", |r| r.cpu_us_per_event, 2, true),
+        ("proxy RSS, no streams (MiB)", |r| r.rss_base_mib, 1, true),
+        (
+            "idle memory per stream (KiB)",
+            |r| r.idle_kib_per_stream,
+            2,
+            true,
+        ),
+        (
+            "  still held after close (KiB)",
+            |r| r.idle_kept_kib_per_stream,
+            2,
+            true,
+        ),
+        (
+            "  on reopening (KiB)",
+            |r| r.idle_again_kib_per_stream,
+            2,
+            true,
+        ),
+    ];
+    let get = |name: &str| results.iter().find(|(n, _)| *n == name).map(|(_, r)| r);
+    let mut ratios: Vec<(String, &Results, &Results)> = Vec::new();
+    if let Some(direct) = get("direct") {
+        for (name, r) in results.iter().filter(|(n, _)| *n != "direct") {
+            ratios.push((format!("{name}/direct"), r, direct));
+        }
+    }
+    if let (Some(z), Some(n)) = (get("zilla"), get("nginx")) {
+        ratios.push(("zilla/nginx".into(), z, n));
+    }
+    let mut header = format!("\n{:<30}", "metric");
+    for (name, _) in results {
+        header.push_str(&format!("{name:>12}"));
+    }
+    for (label, _, _) in &ratios {
+        header.push_str(&format!("{label:>14}"));
+    }
+    println!("{header}");
+    println!("{}", "-".repeat(header.trim_start().len()));
+    for (label, value, decimals, with_ratio) in metrics {
+        let mut row = format!("{label:<30}");
+        for (_, r) in results {
+            let cell = value(r)
+                .map(|v| format!("{v:.decimals$}"))
+                .unwrap_or_else(|| "-".into());
+            row.push_str(&format!("{cell:>12}"));
+        }
+        for (_, a, b) in &ratios {
+            let ratio = match (with_ratio, value(a), value(b)) {
+                (true, Some(x), Some(y)) => Some(x / y).filter(|r| r.is_finite()),
+                _ => None,
+            };
+            let cell = ratio
+                .map(|r| format!("{r:.2}x"))
+                .unwrap_or_else(|| "-".into());
+            row.push_str(&format!("{cell:>14}"));
+        }
+        println!("{row}");
+    }
+    println!(
+        "(latency: backend write to client read. CPU and memory: the proxy process(es) from \
+         /proc; targets ≤ 8 KiB per idle stream, nginx reference 13.8 KiB, ~12 us CPU/event)"
+    );
+}
+
+fn machine_note() -> String {
+    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    let model = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let load = fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    format!(
+        "machine: nproc {cpus}, {model}, load average {load} (client, backend and proxy share it)"
+    )
+}
+
+fn zilla_config(port: u16, backend: u16) -> String {
+    format!(
+        "\
+name: bench
+bindings:
+  north_tcp_server:
+    type: tcp
+    kind: server
+    options:
+      host: 127.0.0.1
+      port: {port}
+    exit: north_http_server
+  north_http_server:
+    type: http
+    kind: server
+    options:
+      versions:
+        - h2
+        - http/1.1
+      access-control:
+        policy: cross-origin
+    routes:
+      - when:
+          - headers:
+              :path: /events*
+        exit: north_sse_server
+  north_sse_server:
+    type: sse
+    kind: server
+    routes:
+      - when:
+          - path: /events*
+        exit: south_sse_client
+  south_sse_client:
+    type: sse
+    kind: client
+    exit: south_http_client
+  south_http_client:
+    type: http
+    kind: client
+    options:
+      versions:
+        - http/1.1
+    exit: south_tcp_client
+  south_tcp_client:
+    type: tcp
+    kind: client
+    options:
+      host: 127.0.0.1
+      port: {backend}
+"
+    )
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Result<Args, String> {
+        parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn parses_options() {
+        let a = args(&[]).unwrap();
+        assert_eq!(
+            (a.clients, a.rate, a.size, a.seconds, a.idle),
+            (1000, 20.0, 256, 10.0, 1000)
+        );
+        let a = args(&[
+            "--clients",
+            "100",
+            "--seconds=3",
+            "--idle",
+            "200",
+            "--rate",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!((a.clients, a.seconds, a.idle, a.rate), (100, 3.0, 200, 5.0));
+        assert!(args(&["--clients"]).is_err());
+        assert!(args(&["--clients", "0"]).is_err());
+        assert!(args(&["--size", "10"]).is_err());
+        assert!(args(&["--rate", "0.01", "--seconds", "1"]).is_err());
+        assert!(args(&["--fast", "1"]).is_err());
+    }
+
+    #[test]
+    fn events_have_the_requested_size_and_decode() {
+        let mut wire = RESPONSE_HEAD.to_vec();
+        encode_event(&mut wire, 256, 123_456_789);
+        encode_event(&mut wire, 256, 7);
+        assert_eq!(wire.len(), RESPONSE_HEAD.len() + 2 * (256 + 7));
+        wire.extend_from_slice(b"3\r\n:\n\n\r\n0\r\n\r\n");
+        // Byte by byte, so every split point is exercised.
+        let mut decoder = SseDecoder::default();
+        let mut stamps = Vec::new();
+        for b in &wire {
+            decoder
+                .push(std::slice::from_ref(b), |event| {
+                    if let Some(data) = event_data(event) {
+                        assert_eq!(data.len(), 256 - EVENT_OVERHEAD);
+                        let stamp = data.split(|b| *b == b' ').next().unwrap();
+                        stamps.push(String::from_utf8(stamp.to_vec()).unwrap());
+                    }
+                })
+                .unwrap();
+        }
+        assert_eq!(stamps, ["123456789", "7"]);
+        assert!(decoder.ended);
+    }
+
+    #[test]
+    fn decoder_reads_rechunked_and_identity_bodies() {
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     4;x=y\r\ndata\r\n9\r\n: 1\n\ndata\r\n5\r\n: 2\n\n\r\n";
+        decoder
+            .push(wire, |e| {
+                events.push(String::from_utf8(e.to_vec()).unwrap())
+            })
+            .unwrap();
+        assert_eq!(events, ["data: 1", "data: 2"]);
+
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        decoder
+            .push(b"HTTP/1.1 200 OK\r\n\r\ndata:a\n\nda", |e| {
+                events.push(e.to_vec())
+            })
+            .unwrap();
+        assert_eq!(events, [b"data:a".to_vec()]);
+        assert!(SseDecoder::default()
+            .push(b"HTTP/1.1 404 Not Found\r\n\r\n", |_| {})
+            .is_err());
+    }
+
+    #[test]
+    fn reads_proc() {
+        let me = std::process::id();
+        assert!(rss_kib(me).unwrap() > 0);
+        assert!(cpu_ticks(me).is_ok());
+        assert!(open_file_limit().is_some());
+        assert!(children_of(me).is_empty() || !children_of(me).contains(&me));
+    }
+}
