@@ -260,6 +260,38 @@ async fn sequential_requests_reuse_one_connection() {
     );
 }
 
+/// The connection is back in the pool before the app sees the response end, so a request sent
+/// the moment it does (as a server answering pipelined requests sends it) reuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_as_the_response_ends_reuses_the_connection() {
+    let b = backend(|mut s, _| async move {
+        let mut buf = Vec::new();
+        while read_head(&mut s, &mut buf).await.is_some() {
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let (graph, id) = graph(&[]);
+    for _ in 0..300 {
+        let (tx, mut rx) = open(&graph, id, get(b.port, "/"), &[]);
+        tx.end(None);
+        loop {
+            match next(&mut rx).await {
+                Some(Frame::End(_)) => break,
+                Some(Frame::Abort(_)) | None => panic!("reply aborted"),
+                Some(_) => {}
+            }
+        }
+    }
+    assert_eq!(
+        b.accepted.load(Ordering::SeqCst),
+        1,
+        "one upstream connection for all requests"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_close_response_is_not_reused() {
     let b = backend(|mut s, _| async move {

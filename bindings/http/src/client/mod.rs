@@ -590,8 +590,14 @@ enum Sent {
 /// How receiving the response ended.
 #[derive(Debug)]
 enum Received {
-    /// The whole response was passed on; `reusable` if the connection can carry another one.
-    Complete { reusable: bool },
+    /// The whole response was passed on but its `End` (with `end` as extension), which the
+    /// caller sends after putting a `reusable` connection back in the pool: an app that sends
+    /// its next request as soon as it sees the `End` (a pipelining client) then finds the
+    /// connection idle instead of opening another one.
+    Complete {
+        reusable: bool,
+        end: Option<Box<dyn Any + Send>>,
+    },
     /// The app reset the reply.
     AppGone,
     /// The upstream failed before the response head.
@@ -645,8 +651,10 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
     let complete = sent == Some(Sent::Complete)
         || (request.body == RequestBody::None && sent != Some(Sent::UpstreamGone));
     match received {
-        Some(Received::Complete { reusable: true }) if complete => {
-            drop(app_rx);
+        Some(Received::Complete {
+            reusable: true,
+            end,
+        }) if complete => {
             let (handle, take) = oneshot::channel();
             cx.pool.checkin(&slot.key, handle);
             let conn = Conn {
@@ -656,9 +664,17 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
             };
             cx.graph
                 .spawn(watch_idle(cx.graph.clone(), conn, take, cx.idle_timeout));
+            // Only now: the connection is idle before the app can send its next request.
+            let _ = app_tx.push(Frame::End(end));
+            drop(app_rx);
         }
-        Some(Received::Complete { .. }) if complete => {
-            up_tx.end(None);
+        Some(Received::Complete { end, .. }) => {
+            if complete {
+                up_tx.end(None);
+            }
+            // Otherwise the request is still being sent: the connection is dropped below, which
+            // resets it (never reused).
+            let _ = app_tx.push(Frame::End(end));
         }
         Some(Received::NoResponse(failure)) => {
             drop((up_tx, up_rx));
@@ -800,11 +816,9 @@ async fn receive_response(
                 }
                 Ok(Some(Body::End(trailers))) => {
                     let ext = trailers.map(|t| Box::new(HttpTrailers(t)) as Box<dyn Any + Send>);
-                    if app.push(Frame::End(ext)).is_err() {
-                        return Received::AppGone;
-                    }
                     return Received::Complete {
                         reusable: keep_alive && input.is_empty(),
+                        end: ext,
                     };
                 }
                 Ok(None) => break,
@@ -822,12 +836,10 @@ async fn receive_response(
             Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush(_)) => {}
             Some(Frame::End(_)) => {
                 return match decoder.eof() {
-                    Ok(_) => {
-                        if app.push(Frame::End(None)).is_err() {
-                            return Received::AppGone;
-                        }
-                        Received::Complete { reusable: false }
-                    }
+                    Ok(_) => Received::Complete {
+                        reusable: false,
+                        end: None,
+                    },
                     Err(e) => Received::Broken(e.to_string()),
                 }
             }

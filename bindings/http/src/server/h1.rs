@@ -69,7 +69,13 @@ pub(crate) enum Parsed {
     Complete(Request),
     /// A malformed or refused head: answer with this status and close.
     Error(u16),
+    /// A header value continued on the next line (obsolete line folding, RFC 7230 §3.2.4):
+    /// `400` with the reason [`OBS_FOLD_REASON`], and close.
+    Folded,
 }
+
+/// The reason phrase of the `400` refusing obsolete line folding (Zilla's).
+pub(crate) const OBS_FOLD_REASON: &str = "Bad Request - obsolete line folding not supported";
 
 /// Parses a request head at the start of `buf`, consuming it when complete. `limit` bounds the
 /// head (414 for a request line that reaches it, 431 for a longer header section).
@@ -106,8 +112,9 @@ pub(crate) fn parse(buf: &mut BytesMut, limit: usize, scheme: &str) -> Parsed {
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Ok(httparse::Status::Complete(len)) if len > limit => return Parsed::Error(431),
         Ok(httparse::Status::Complete(len)) => len,
-        Err(httparse::Error::Version) => return Parsed::Error(505),
+        Err(httparse::Error::Version) => return version_error(buf, limit, scheme),
         Err(httparse::Error::TooManyHeaders) => return Parsed::Error(431),
+        Err(_) if obs_fold(buf) => return Parsed::Folded,
         Err(_) => return Parsed::Error(400),
     };
     let base = buf.as_ptr() as usize;
@@ -272,6 +279,50 @@ pub(crate) fn parse(buf: &mut BytesMut, limit: usize, scheme: &str) -> Parsed {
         head: is_head,
         http10,
     })
+}
+
+/// A request line `httparse` refused for its version (it knows only HTTP/1.0 and HTTP/1.1): a
+/// later `HTTP/1.x` is served as HTTP/1.1 (RFC 7230 §2.6, as Zilla does), another `HTTP/d.d` gets
+/// `505`, a missing or garbled version `400`.
+fn version_error(buf: &mut BytesMut, limit: usize, scheme: &str) -> Parsed {
+    let Some(end) = buf.iter().position(|b| *b == b'\n') else {
+        return Parsed::Error(400);
+    };
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(sp) = line.iter().rposition(|b| *b == b' ') else {
+        return Parsed::Error(400);
+    };
+    match line[sp + 1..] {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] if (b'2'..=b'9').contains(&minor) => {
+            // Same length: rewrite the minor version in place and parse again as HTTP/1.1 (it
+            // cannot come back here for the same byte, so this ends).
+            buf[sp + 8] = b'1';
+            parse(buf, limit, scheme)
+        }
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major != b'1' && major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Parsed::Error(505)
+        }
+        _ => Parsed::Error(400),
+    }
+}
+
+/// Whether a line of the (refused) head after the request line starts with a space or a tab:
+/// obsolete line folding. Whitespace right after the request line is not folding (a plain 400).
+fn obs_fold(buf: &[u8]) -> bool {
+    let Some(first) = buf.iter().position(|b| *b == b'\n') else {
+        return false;
+    };
+    let rest = &buf[first + 1..];
+    let end = rest
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(rest.len(), |i| i + 2);
+    rest[..end]
+        .windows(2)
+        .any(|w| w[0] == b'\n' && (w[1] == b' ' || w[1] == b'\t'))
 }
 
 fn scheme_bytes(scheme: &str) -> &'static [u8] {
@@ -490,18 +541,27 @@ fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
 }
 
 fn put_status_line(out: &mut BytesMut, status: u16) {
+    put_status_line_with(out, status, reason(status));
+}
+
+fn put_status_line_with(out: &mut BytesMut, status: u16, reason: &str) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.to_string().as_bytes());
     out.extend_from_slice(b" ");
-    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
 /// Encodes a server answer: `Connection: close` form, or `Content-Length: 0` when the
 /// connection stays open (no length on 204/304).
 pub(crate) fn encode_answer(a: &Answer, server_header: Option<&Bytes>) -> Bytes {
+    encode_answer_with(a, reason(a.status), server_header)
+}
+
+/// [`encode_answer`] with the reason phrase given.
+fn encode_answer_with(a: &Answer, reason: &str, server_header: Option<&Bytes>) -> Bytes {
     let mut out = BytesMut::with_capacity(128);
-    put_status_line(&mut out, a.status);
+    put_status_line_with(&mut out, a.status, reason);
     if let Some(s) = server_header {
         put_header(&mut out, b"server", s);
     }
@@ -695,6 +755,17 @@ pub(crate) async fn serve(
                 Parsed::Complete(req) => break req,
                 Parsed::Error(status) => {
                     let answer = encode_answer(&Answer::close(status), server_header.as_ref());
+                    if conn.write([answer]).await {
+                        conn.tx.end(None);
+                    }
+                    return;
+                }
+                Parsed::Folded => {
+                    let answer = encode_answer_with(
+                        &Answer::close(400),
+                        OBS_FOLD_REASON,
+                        server_header.as_ref(),
+                    );
                     if conn.write([answer]).await {
                         conn.tx.end(None);
                     }
@@ -973,6 +1044,7 @@ mod tests {
     fn status(s: &str) -> Option<u16> {
         match parse_str(s) {
             Parsed::Error(code) => Some(code),
+            Parsed::Folded => Some(400),
             _ => None,
         }
     }
@@ -1021,6 +1093,58 @@ mod tests {
         assert_eq!(req.headers.get_str(":authority"), Some("a.com:443"));
         assert_eq!(req.headers.get_str(":path"), Some("/x"));
         assert_eq!(req.headers.get_str(":scheme"), Some("https"));
+    }
+
+    #[test]
+    fn versions() {
+        let Parsed::Complete(req) = parse_str("GET / HTTP/1.2\r\nHost: a\r\n\r\n") else {
+            panic!("HTTP/1.2 is served as HTTP/1.1");
+        };
+        assert_eq!(req.headers.get_str(":path"), Some("/"));
+        assert!(req.keep_alive && !req.http10);
+        assert!(matches!(
+            parse_str("GET / HTTP/1.9\r\nHost: a\r\n"),
+            Parsed::Partial
+        ));
+        assert_eq!(status("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), Some(505));
+        assert_eq!(status("GET / HTTP/0.9\r\nHost: a\r\n\r\n"), Some(505));
+        assert_eq!(status("GET / HTTP\r\n\r\n"), Some(400), "missing");
+        assert_eq!(status("GET /\r\nHost: a\r\n\r\n"), Some(400), "missing");
+        assert_eq!(
+            status("GET / HTTP/1.1/b/c\r\nHost: a\r\n\r\n"),
+            Some(400),
+            "garbled"
+        );
+        assert_eq!(status("GET / HTTP/1.a\r\nHost: a\r\n\r\n"), Some(400));
+        assert_eq!(status("GET / HTTP/1.10\r\nHost: a\r\n\r\n"), Some(400));
+        assert_eq!(
+            status("GET / HTTP/1.2 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(400)
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1 HTTP/1.2\r\nHost: a\r\n\r\n"),
+            Some(400)
+        );
+    }
+
+    #[test]
+    fn obsolete_line_folding_has_its_own_reason() {
+        for folded in [
+            "GET / HTTP/1.1\r\nHost: a\r\nX: v\r\n more\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nX: v\r\n\tmore\r\n\r\n",
+        ] {
+            assert!(matches!(parse_str(folded), Parsed::Folded), "{folded:?}");
+        }
+        // Whitespace before the first header line is no folding: a plain 400.
+        assert!(matches!(
+            parse_str("GET / HTTP/1.1\r\n  Host: a\r\n\r\n"),
+            Parsed::Error(400)
+        ));
+        let answer = encode_answer_with(&Answer::close(400), OBS_FOLD_REASON, None);
+        assert_eq!(
+            &answer[..],
+            b"HTTP/1.1 400 Bad Request - obsolete line folding not supported\r\nConnection: close\r\n\r\n"
+        );
     }
 
     #[test]
@@ -1163,6 +1287,7 @@ mod tests {
                     Parsed::Error(code) => {
                         assert!([400, 414, 431, 501, 505].contains(&code), "{code}")
                     }
+                    Parsed::Folded => {}
                     Parsed::Partial => {}
                 }
             }
