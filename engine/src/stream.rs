@@ -150,6 +150,10 @@ impl fmt::Display for Reset {
 impl std::error::Error for Reset {}
 
 struct State<P: Protocol> {
+    /// The oldest queued frame, kept inline: most directions hold at most one frame at a time,
+    /// so `queue` (and its allocation) is only used while frames pile up.
+    head: Option<Frame<P>>,
+    /// Frames after `head`, in order.
     queue: VecDeque<Frame<P>>,
     charged: usize,
     writer: Option<Waker>,
@@ -176,6 +180,7 @@ impl<P: Protocol> Pipe<P> {
 pub fn direction<P: Protocol>(window: usize) -> (Tx<P>, Rx<P>) {
     let pipe = Arc::new(Pipe {
         state: Mutex::new(State {
+            head: None,
             queue: VecDeque::new(),
             charged: 0,
             writer: None,
@@ -243,7 +248,11 @@ impl<P: Protocol> Tx<P> {
                 return Err(Reset(s.reset_ext.take()));
             }
             s.charged += frame.cost();
-            s.queue.push_back(frame);
+            if s.head.is_none() && s.queue.is_empty() {
+                s.head = Some(frame);
+            } else {
+                s.queue.push_back(frame);
+            }
             s.reader.take()
         };
         self.done = terminal;
@@ -361,14 +370,19 @@ impl<P: Protocol> Rx<P> {
         }
         let (frame, waker) = {
             let mut s = self.pipe.lock();
-            match s.queue.pop_front() {
+            let next = match s.head.take() {
+                Some(frame) => Some(frame),
+                None => s.queue.pop_front(),
+            };
+            match next {
                 Some(frame) => {
                     let before = s.charged;
                     s.charged -= frame.cost();
                     let crossed = before >= self.pipe.window && s.charged < self.pipe.window;
                     let waker = if crossed { s.writer.take() } else { None };
-                    if s.queue.is_empty() && s.queue.capacity() > 16 {
-                        s.queue.shrink_to(4);
+                    if s.queue.is_empty() && s.queue.capacity() > 0 {
+                        // A burst is over: give the buffer back (idle streams hold none).
+                        s.queue = VecDeque::new();
                     }
                     (frame, waker)
                 }
@@ -414,7 +428,7 @@ impl<P: Protocol> Rx<P> {
             s.reset = true;
             s.reset_ext = ext;
             s.charged = 0;
-            (std::mem::take(&mut s.queue), s.writer.take())
+            ((s.head.take(), std::mem::take(&mut s.queue)), s.writer.take())
         };
         drop(dropped);
         if let Some(w) = waker {
@@ -511,6 +525,27 @@ mod tests {
         tokio::task::yield_now().await;
         rx.reset(None);
         assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn frames_keep_their_order_across_the_inline_slot() {
+        let (mut tx, mut rx) = direction::<Bytes0>(1 << 20);
+        let payload = |n: u8| Frame::Data(Data::bytes(Bytes::from(vec![n])));
+        let got = |f: Option<Frame<Bytes0>>| match f {
+            Some(Frame::Data(d)) => d.payload.unwrap()[0],
+            other => panic!("{other:?}"),
+        };
+        tx.push(payload(1)).unwrap();
+        tx.push(payload(2)).unwrap();
+        assert_eq!(got(rx.try_recv()), 1);
+        tx.push(payload(3)).unwrap();
+        assert_eq!(got(rx.try_recv()), 2);
+        tx.push(payload(4)).unwrap();
+        assert_eq!(got(rx.try_recv()), 3);
+        assert_eq!(got(rx.try_recv()), 4);
+        assert!(rx.try_recv().is_none());
+        tx.push(payload(5)).unwrap();
+        assert_eq!(got(rx.recv().await), 5);
     }
 
     #[tokio::test]

@@ -73,7 +73,7 @@ struct Inner {
 
 /// The upstream request for an sse begin.
 fn request(begin: &SseBegin) -> HttpBegin {
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(6);
     headers.append(":method", "GET");
     headers.append(":scheme", begin.scheme.clone());
     headers.append(":authority", begin.authority.clone());

@@ -48,6 +48,11 @@ impl Headers {
         Headers(Vec::new())
     }
 
+    /// An empty list with room for `n` entries.
+    pub fn with_capacity(n: usize) -> Self {
+        Headers(Vec::with_capacity(n))
+    }
+
     /// The first value of `name` (lower case).
     pub fn get(&self, name: &str) -> Option<&Bytes> {
         self.0
