@@ -66,29 +66,11 @@ pub(crate) async fn run(
     } = stream;
 
     // Nothing goes to the client until the app accepts the stream.
-    loop {
-        tokio::select! {
-            frame = app_rx.recv() => match frame {
-                Some(Frame::Begin(_)) => break,
-                Some(Frame::Data(_) | Frame::Flush(_)) => {}
-                // Refused after all (an upstream answered non-200): pass the refusal on.
-                Some(Frame::End(_) | Frame::Abort(_)) | None => {
-                    let reset = app_tx.reset().await;
-                    http_rx.reset(reset.0);
-                    return;
-                }
-            },
-            reset = app_tx.reset() => {
-                http_rx.reset(reset.0);
-                return;
-            }
-            _ = http_tx.reset() => return app_tx.end(None),
-            frame = http_rx.recv(), if !http_rx.is_done() => {
-                if let Some(Frame::Abort(ext)) = frame {
-                    return app_tx.abort(ext);
-                }
-            }
-        }
+    match opening(&mut app_tx, &mut app_rx, &mut http_tx, &mut http_rx).await {
+        Opening::Accepted => {}
+        Opening::Refused(ext) => return refuse(http_rx, http_tx, ext),
+        Opening::ClientGone => return app_tx.end(None),
+        Opening::ClientAborted(ext) => return app_tx.abort(ext),
     }
 
     let content_type: &'static [u8] = if timestamps {
@@ -190,6 +172,60 @@ pub(crate) async fn run(
     drop(app_rx);
 }
 
+/// How the stream stood when the app answered (or the client left) before any response.
+#[derive(Debug)]
+enum Opening {
+    /// The app sent its reply `Begin`.
+    Accepted,
+    /// The app refused the stream, with its reset extension (e.g. an upstream status).
+    Refused(zilla_engine::Ext),
+    /// The client reset the http reply.
+    ClientGone,
+    /// The client aborted the http request.
+    ClientAborted(zilla_engine::Ext),
+}
+
+/// Waits for the app's answer. The app's frames come first (`biased`): an app that accepted the
+/// stream and already finished (its `Begin`, events and `End` queued, its side of the request
+/// dropped, which resets it) has accepted it; taking the reset first would turn a complete,
+/// successful stream into a refusal (`404`).
+async fn opening(
+    app_tx: &mut Tx<Sse>,
+    app_rx: &mut Rx<Sse>,
+    http_tx: &mut Tx<Http>,
+    http_rx: &mut Rx<Http>,
+) -> Opening {
+    loop {
+        tokio::select! {
+            biased;
+            frame = app_rx.recv() => match frame {
+                Some(Frame::Begin(_)) => return Opening::Accepted,
+                Some(Frame::Data(_) | Frame::Flush(_)) => {}
+                // Refused after all (an upstream answered non-200): pass the refusal on.
+                Some(Frame::End(_) | Frame::Abort(_)) | None => {
+                    return Opening::Refused(app_tx.reset().await.0);
+                }
+            },
+            reset = app_tx.reset() => return Opening::Refused(reset.0),
+            _ = http_tx.reset() => return Opening::ClientGone,
+            frame = http_rx.recv(), if !http_rx.is_done() => {
+                if let Some(Frame::Abort(ext)) = frame {
+                    return Opening::ClientAborted(ext);
+                }
+            }
+        }
+    }
+}
+
+/// Refuses the http stream before any response, with the app's reset extension (e.g. the status
+/// an upstream answered). The extension rides on the reply's abort: the request direction has
+/// usually ended already (a GET ends at once), and a reset of an ended direction is a no-op, so
+/// the status would be lost and the client would get `404`.
+fn refuse(http_rx: Rx<Http>, http_tx: Tx<Http>, ext: zilla_engine::Ext) {
+    drop(http_rx);
+    http_tx.abort(ext);
+}
+
 fn data(bytes: Bytes) -> Frame<Http> {
     Frame::Data(Data::bytes(bytes))
 }
@@ -270,6 +306,45 @@ async fn ready(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_app_that_accepted_and_finished_is_not_a_refusal() {
+        use zilla_engine::stream::direction;
+        // Many times: with an unbiased select the reset would win about half of them.
+        for _ in 0..64 {
+            let (mut app_tx, app_req_rx) = direction::<Sse>(1024);
+            let (mut app_reply_tx, mut app_rx) = direction::<Sse>(1024);
+            let (mut http_tx, _http_reply_rx) = direction::<Http>(1024);
+            let (_http_req_tx, mut http_rx) = direction::<Http>(1024);
+            // The app accepts, sends its end, and drops its request side (a reset).
+            app_reply_tx.push(Frame::Begin(Default::default())).unwrap();
+            app_reply_tx.end(None);
+            drop(app_req_rx);
+            let opening = opening(&mut app_tx, &mut app_rx, &mut http_tx, &mut http_rx).await;
+            assert!(matches!(opening, Opening::Accepted), "{opening:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refusal_status_survives_an_ended_request() {
+        use proto_http::HttpReset;
+        use zilla_engine::stream::direction;
+        let (mut req_tx, mut req_rx) = direction::<Http>(1024);
+        let (reply_tx, mut reply_rx) = direction::<Http>(1024);
+        req_tx.push(Frame::End(None)).unwrap();
+        assert!(matches!(req_rx.recv().await, Some(Frame::End(_))));
+        let ext: zilla_engine::Ext = Some(Box::new(HttpReset {
+            status: 502,
+            headers: Headers::new(),
+        }));
+        refuse(req_rx, reply_tx, ext);
+        match reply_rx.recv().await {
+            Some(Frame::Abort(Some(ext))) => {
+                assert_eq!(ext.downcast::<HttpReset>().unwrap().status, 502)
+            }
+            other => panic!("expected an abort with the status, got {other:?}"),
+        }
+    }
 
     #[test]
     fn challenge_event_matches_zilla() {
