@@ -52,10 +52,11 @@ struct Args {
     size: usize,
     seconds: f64,
     idle: usize,
+    workers: Option<usize>,
 }
 
 const USAGE: &str =
-    "usage: cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D] [--idle M]";
+    "usage: cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D] [--idle M] [--workers N]";
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args {
@@ -64,6 +65,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         size: 256,
         seconds: 10.0,
         idle: 1000,
+        workers: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -94,6 +96,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--size" => parsed.size = count(48, 64 * 1024)?,
             "--seconds" => parsed.seconds = positive(600.0)?,
             "--idle" => parsed.idle = count(1, 50_000)?,
+            "--workers" => parsed.workers = Some(count(1, 256)?),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -674,6 +677,11 @@ fn bench_sse(args: &Args) -> Result<bool, String> {
     let config = work.path().join("zilla.yaml");
     fs::write(&config, zilla_config(zilla_port, backend.port()))
         .map_err(|e| format!("writing {}: {e}", config.display()))?;
+    if let Some(workers) = args.workers {
+        // zilla-spec's launcher passes the lines of zilla.args beside the config to zilla.
+        fs::write(work.path().join("zilla.args"), format!("-w\n{workers}\n"))
+            .map_err(|e| format!("writing zilla.args: {e}"))?;
+    }
     println!("==> starting {}", zilla_bin.display());
     let mut zilla = Zilla::start(&zilla_bin, &config, &[], Some(work.path()))?;
     zilla.wait_listening(&[zilla_port], Duration::from_secs(10))?;
