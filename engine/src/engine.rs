@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Diagnostic, Diagnostics};
-use crate::graph::{self, BuildEnv, Graph};
+use crate::graph::{self, BuildEnv, Graph, Workers};
 use crate::properties::Properties;
 
 /// Why the engine could not start.
@@ -52,6 +52,7 @@ pub struct Engine {
     properties: Arc<Properties>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    workers: Workers,
     current: Mutex<Option<(Arc<Graph>, String)>>,
 }
 
@@ -67,13 +68,23 @@ pub struct Started {
 }
 
 impl Engine {
-    /// An engine for the config file at `path`.
+    /// An engine for the config file at `path`, accepting on the current runtime.
     pub fn new(path: impl Into<PathBuf>, properties: Properties) -> Arc<Engine> {
+        Engine::with_workers(path, properties, Workers::default())
+    }
+
+    /// An engine for the config file at `path`, accepting on `workers`.
+    pub fn with_workers(
+        path: impl Into<PathBuf>,
+        properties: Properties,
+        workers: Workers,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             path: path.into(),
             properties: Arc::new(properties),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            workers,
             current: Mutex::new(None),
         })
     }
@@ -113,6 +124,7 @@ impl Engine {
                 .unwrap_or_else(|| PathBuf::from(".")),
             tracker: self.tracker.clone(),
             shutdown: self.shutdown.clone(),
+            workers: self.workers.clone(),
         };
         let graph = graph::build(&config, &env)?;
         Ok((config, graph))

@@ -50,6 +50,7 @@ pub struct Graph {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     properties: Arc<Properties>,
+    workers: Workers,
 }
 
 impl std::fmt::Debug for Graph {
@@ -135,6 +136,11 @@ impl Graph {
         &self.properties
     }
 
+    /// The worker runtimes a listening binding accepts on (one accept loop per worker).
+    pub fn workers(&self) -> Vec<tokio::runtime::Handle> {
+        self.workers.handles()
+    }
+
     /// Byte credit of one stream direction.
     pub fn window(&self) -> usize {
         self.window
@@ -202,6 +208,30 @@ pub struct BuildEnv {
     pub tracker: TaskTracker,
     /// Cancelled at shutdown.
     pub shutdown: CancellationToken,
+    /// The worker runtimes listeners are spread over (empty: the current runtime).
+    pub workers: Workers,
+}
+
+/// The worker runtimes: one single-threaded runtime per worker thread (`-w N`). A connection,
+/// and every stream opened on its behalf, stays on the worker that accepted it, so handing a
+/// frame from one binding to the next never wakes another thread.
+#[derive(Debug, Clone, Default)]
+pub struct Workers(Arc<[tokio::runtime::Handle]>);
+
+impl Workers {
+    /// The given runtimes.
+    pub fn new(handles: Vec<tokio::runtime::Handle>) -> Self {
+        Workers(handles.into())
+    }
+
+    /// The runtimes to spread listeners over: the configured ones, or the current runtime.
+    pub fn handles(&self) -> Vec<tokio::runtime::Handle> {
+        if self.0.is_empty() {
+            vec![tokio::runtime::Handle::current()]
+        } else {
+            self.0.to_vec()
+        }
+    }
 }
 
 struct Info {
@@ -618,6 +648,7 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
         tracker: env.tracker.clone(),
         shutdown: env.shutdown.clone(),
         properties: env.properties.clone(),
+        workers: env.workers.clone(),
     }))
 }
 

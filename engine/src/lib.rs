@@ -20,7 +20,7 @@ pub use binding::{
 };
 pub use config::ConfigError;
 pub use engine::{Engine, Reload, StartError, Started};
-pub use graph::{BindingId, Graph};
+pub use graph::{BindingId, Graph, Workers};
 pub use guard::{Guard, GuardId, Session};
 pub use plugin::{
     CatalogDescriptor, Event, Exporter, ExporterDescriptor, GuardDescriptor, ModelDescriptor,

@@ -428,7 +428,10 @@ impl<P: Protocol> Rx<P> {
             s.reset = true;
             s.reset_ext = ext;
             s.charged = 0;
-            ((s.head.take(), std::mem::take(&mut s.queue)), s.writer.take())
+            (
+                (s.head.take(), std::mem::take(&mut s.queue)),
+                s.writer.take(),
+            )
         };
         drop(dropped);
         if let Some(w) = waker {

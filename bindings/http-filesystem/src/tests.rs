@@ -20,6 +20,7 @@ fn env() -> BuildEnv {
         config_dir: std::env::temp_dir(),
         tracker: TaskTracker::new(),
         shutdown: CancellationToken::new(),
+        workers: Default::default(),
     }
 }
 

@@ -39,6 +39,7 @@ bindings:
         config_dir: std::env::temp_dir(),
         tracker: TaskTracker::new(),
         shutdown: CancellationToken::new(),
+        workers: Default::default(),
     };
     let graph = build(&config, &env).unwrap_or_else(|e| panic!("graph: {e:?}"));
     let id = graph

@@ -136,30 +136,33 @@ impl Binding for TcpServer {
     fn attach(&self, graph: &Arc<Graph>) -> Result<Vec<String>, String> {
         let mut endpoints = Vec::new();
         let mut started = Vec::new();
+        let workers = graph.workers();
         for port in self.ports.iter() {
-            let listener = listeners::listen(&self.host, port)?;
-            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            let listeners = listeners::listen(&self.host, port, &workers)?;
+            let local = listeners[0].local_addr().map_err(|e| e.to_string())?;
             endpoints.push(format!("tcp://{local}"));
-            let (stop, mut stopped) = CancelOnDrop::new();
-            started.push(stop);
-            let graph = graph.clone();
-            let routes = self.routes.clone();
-            let name = self.name.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stopped.changed() => break,
-                        accepted = listener.accept() => match accepted {
-                            Ok((socket, peer)) => accept(&graph, &routes, &name, socket, peer),
-                            Err(e) => {
-                                // Out of file descriptors and the like: back off, don't spin.
-                                tracing::warn!(binding = %name, error = %e, "accept failed");
-                                tokio::time::sleep(Duration::from_millis(50)).await;
+            for (listener, handle) in listeners.into_iter().zip(&workers) {
+                let (stop, mut stopped) = CancelOnDrop::new();
+                started.push(stop);
+                let graph = graph.clone();
+                let routes = self.routes.clone();
+                let name = self.name.clone();
+                handle.spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = stopped.changed() => break,
+                            accepted = listener.accept() => match accepted {
+                                Ok((socket, peer)) => accept(&graph, &routes, &name, socket, peer),
+                                Err(e) => {
+                                    // Out of file descriptors and the like: back off, don't spin.
+                                    tracing::warn!(binding = %name, error = %e, "accept failed");
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                }
                             }
                         }
                     }
-                }
-            });
+                });
+            }
         }
         self.running
             .lock()

@@ -1,13 +1,14 @@
 //! The `zilla` command: `zilla start` runs the gateway described by a zilla.yaml.
 
 mod plugins;
+mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use zilla_engine::{Engine, Properties, Reload, StartError};
+use zilla_engine::{Engine, Properties, Reload, StartError, Workers};
 
 /// Event-streaming API gateway: Server-Sent Events proxy, JWT, schema validation, AsyncAPI.
 #[derive(Debug, Parser)]
@@ -121,28 +122,38 @@ fn start(args: StartArgs) -> ExitCode {
         })
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("zilla-worker")
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
+    let workers = match workers::Workers::start(workers) {
+        Ok(w) => w,
         Err(e) => {
             eprintln!("zilla: cannot start {workers} worker threads: {e}");
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(run(path, properties, args.verbose));
-    // Streams still open after the grace period are closed with the runtime.
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    let control = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zilla: cannot start the control runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = control.block_on(run(path, properties, args.verbose, workers.handles()));
+    control.shutdown_timeout(Duration::from_millis(100));
+    workers.stop();
     code
 }
 
-async fn run(path: PathBuf, properties: Properties, verbose: bool) -> ExitCode {
+async fn run(
+    path: PathBuf,
+    properties: Properties,
+    verbose: bool,
+    workers: Vec<tokio::runtime::Handle>,
+) -> ExitCode {
     // Install the handlers before anything listens, so a signal is never the default (fatal) one.
     let signals = Signals::new();
-    let engine = Engine::new(path, properties);
+    let engine = Engine::with_workers(path, properties, Workers::new(workers));
     let started = match engine.start() {
         Ok(s) => s,
         Err(StartError::Config(d)) => {

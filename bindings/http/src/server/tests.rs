@@ -290,6 +290,7 @@ fn graph() -> Arc<Graph> {
         config_dir: ".".into(),
         tracker: tokio_util::task::TaskTracker::new(),
         shutdown: tokio_util::sync::CancellationToken::new(),
+        workers: Default::default(),
     };
     build(&config, &env).unwrap_or_else(|d| panic!("graph builds: {d:?}"))
 }
@@ -592,6 +593,7 @@ bindings:
         config_dir: ".".into(),
         tracker: tokio_util::task::TaskTracker::new(),
         shutdown: tokio_util::sync::CancellationToken::new(),
+        workers: Default::default(),
     };
     let errors = format!("{:?}", build(&config, &env).expect_err("invalid"));
     for needle in [
