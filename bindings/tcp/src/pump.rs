@@ -8,7 +8,7 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 use proto_tcp::Tcp;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use zilla_engine::{Data, Frame, Rx, Tx};
@@ -154,14 +154,17 @@ async fn outbound(mut w: WriteHalf<'_>, rx: &mut Rx<Tcp>) -> Outbound {
 /// Writes every buffer of `batch` with vectored writes, emptying it.
 async fn write_all(w: &mut WriteHalf<'_>, batch: &mut VecDeque<Bytes>) -> std::io::Result<()> {
     while !batch.is_empty() {
-        let n = {
+        // The slice array is built inside each poll, so it is not part of the task's state
+        // (a connection's task stays small while it waits).
+        let n = std::future::poll_fn(|cx| {
             let mut slices = [IoSlice::new(&[]); MAX_BATCH];
             let count = batch.len().min(MAX_BATCH);
             for (slot, b) in slices.iter_mut().zip(batch.iter()) {
                 *slot = IoSlice::new(b);
             }
-            w.write_vectored(&slices[..count]).await?
-        };
+            std::pin::Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count])
+        })
+        .await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
