@@ -509,3 +509,32 @@ fn h2_stream_reset_closes_its_upstream_only() {
         assert_eq!(&chunk[..], b"data:three\n\n");
     });
 }
+
+/// `zilla.binding.sse.slow.client=drop`: a client that stays too far behind is dropped (its
+/// upstream closed, the choice logged), instead of holding its upstream forever.
+#[test]
+fn slow_client_policy_drop_cuts_a_client_that_stays_behind() {
+    let (zilla, backend, port) = start(&[
+        "-P",
+        "zilla.binding.sse.slow.client=drop",
+        "-P",
+        "zilla.binding.sse.slow.client.timeout=1s",
+    ]);
+    let _slow = get(port, "");
+    assert!(backend.wait_requests(1, 5 * SECOND));
+    backend.set_write_timeout(0, Duration::from_millis(200));
+    let event = format!("data:{}\n\n", "x".repeat(8 * 1024));
+    let deadline = Instant::now() + 10 * SECOND;
+    // Fill every buffer on the way until the backend can no longer write.
+    while backend.send_to(0, event.as_bytes()) {
+        assert!(
+            Instant::now() < deadline,
+            "the backend never felt backpressure"
+        );
+    }
+    zilla.wait_for("client too far behind: dropping it", 5 * SECOND);
+    assert!(
+        backend.wait_open_at_most(0, 5 * SECOND),
+        "the dropped client's upstream was not closed"
+    );
+}
