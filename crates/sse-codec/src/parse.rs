@@ -345,6 +345,33 @@ mod tests {
         assert_eq!(p.dropped(), 2);
     }
 
+    /// Random bytes in random reads never panic, and the size limit always holds.
+    #[test]
+    fn random_input_never_panics() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        const ALPHABET: &[u8] = b"data:id:event:retry: \r\n\0\xEF\xBB\xBF\xC3x";
+        for _ in 0..2000 {
+            let mut p = Parser::new(64);
+            let len = (next() % 300) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize]).collect();
+            let mut at = 0;
+            while at < bytes.len() {
+                let take = 1 + (next() % 40) as usize;
+                let end = (at + take).min(bytes.len());
+                p.feed(Bytes::copy_from_slice(&bytes[at..end]), &mut |e| {
+                    assert!(e.data.as_ref().map_or(0, Bytes::len) <= 64, "an event over the limit got through");
+                });
+                at = end;
+            }
+        }
+    }
+
     #[test]
     fn invalid_utf8_passes_through() {
         check_all_splits(
