@@ -6,11 +6,14 @@
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use proto_http::{Headers, Http, HttpTrailers};
+use proto_http::{Headers, HttpTrailers};
 use proto_tcp::Tcp;
 use zilla_engine::{Data, Frame, Graph, Rx, Tx};
 
-use super::{challenge_ext, refused, Answer, Opened, Outcome, Server, SessionTimer, TimerEvent};
+use super::{
+    challenge_ext, ready_or_reset, recv, refused, Answer, Opened, Outcome, Server, SessionTimer,
+    TimerEvent,
+};
 
 /// The HTTP/2 prior-knowledge preface.
 pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -1011,25 +1014,6 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
                 TimerEvent::Expire => return Next::Abort,
             }
         }
-    }
-}
-
-async fn recv(rx: &mut Option<Rx<Http>>) -> Option<Frame<Http>> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Credit for a pending body piece, or the application's refusal of the request.
-async fn ready_or_reset(
-    tx: &mut Option<Tx<Http>>,
-    pending: bool,
-) -> Result<(), zilla_engine::Reset> {
-    match tx {
-        Some(tx) if pending => tx.ready().await,
-        Some(tx) => Err(tx.reset().await),
-        None => std::future::pending().await,
     }
 }
 

@@ -12,15 +12,15 @@ use bytes::{Buf, Bytes};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use proto_http::{Headers, Http, HttpTrailers};
+use proto_http::{Headers, HttpTrailers};
 use proto_tcp::{StreamIo, Tcp};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use zilla_engine::{Data, Frame, Graph, Rx, Tx};
 
 use super::{
-    challenge_ext, refused, Answer, Opened, Outcome, Server, SessionTimer, SessionUpdates,
-    TimerEvent,
+    challenge_ext, ready_or_reset, recv, refused, Answer, Opened, Outcome, Server, SessionTimer,
+    SessionUpdates, TimerEvent,
 };
 
 /// Response headers that are connection-specific in HTTP/2 (forbidden there).
@@ -304,24 +304,6 @@ fn poll_gone(
         return r.poll_reset(cx).map(|_| ());
     }
     Poll::Pending
-}
-
-async fn recv(rx: &mut Option<Rx<Http>>) -> Option<Frame<Http>> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn ready_or_reset(
-    tx: &mut Option<Tx<Http>>,
-    pending: bool,
-) -> Result<(), zilla_engine::Reset> {
-    match tx {
-        Some(tx) if pending => tx.ready().await,
-        Some(tx) => Err(tx.reset().await),
-        None => std::future::pending().await,
-    }
 }
 
 /// Sends `data`, waiting for the client's flow-control window.

@@ -531,3 +531,24 @@ impl SessionTimer {
 
 #[cfg(test)]
 mod tests;
+
+/// The next frame of an optional reader; pends forever when there is none (for `select!`).
+async fn recv(rx: &mut Option<Rx<Http>>) -> Option<Frame<Http>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Credit for a pending body piece, or the application's refusal of the request; pends forever
+/// when there is no writer.
+async fn ready_or_reset(
+    tx: &mut Option<Tx<Http>>,
+    pending: bool,
+) -> Result<(), zilla_engine::Reset> {
+    match tx {
+        Some(tx) if pending => tx.ready().await,
+        Some(tx) => Err(tx.reset().await),
+        None => std::future::pending().await,
+    }
+}
