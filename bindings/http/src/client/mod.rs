@@ -1,5 +1,6 @@
-//! The http client binding: sends each `http` stream routed to it as an HTTP/1.1 request over a
-//! `tcp` stream opened to its exit (a tcp client, or a tls client), and streams the response back.
+//! The http client binding: sends each `http` stream routed to it as an HTTP/1.1 request, or as
+//! an HTTP/2 stream, over a `tcp` stream opened to its exit (a tcp client, or a tls client), and
+//! streams the response back.
 //!
 //! ```yaml
 //! south_http_client:
@@ -31,10 +32,29 @@
 //!   connecting included). After the response began, an upstream failure aborts the app's reply.
 //!   If the app resets the reply or aborts the request, the upstream connection is closed at once.
 //!
-//! Not yet: HTTP/2 (`versions: [h2]` is refused at load time), the `h2c` upgrade offer, and
-//! `authorization` credential injection (sessions carry no raw credentials yet).
+//! - HTTP/2 (the `h2` module) is spoken with prior knowledge when `options.versions` is exactly
+//!   `[h2]`, and whenever the exit's reply `Begin` says ALPN `h2` (a tls client offering h2) and
+//!   `versions` allows h2 (ALPN `h2` with `versions: [http/1.1]`, or ALPN `http/1.1` with
+//!   `versions: [h2]`, is answered `502`). One HTTP/2 connection per (exit, scheme, authority)
+//!   carries every request as a stream; requests beyond the server's
+//!   `SETTINGS_MAX_CONCURRENT_STREAMS` queue on it (bounded by the response timeout) rather than
+//!   opening another connection. HEADERS carry `:method`, `:scheme`, `:authority`, `:path` and
+//!   the other headers (after `options.overrides`) minus the connection-specific ones; the body
+//!   goes as DATA within the stream's flow-control window, END_STREAM (or trailers) at the app's
+//!   `End`. The response streams back as it arrives; h2 capacity is released as the app's pipe
+//!   takes it, so a slow app holds back its own stream only. The app resetting its reply or
+//!   aborting its request sends RST_STREAM(CANCEL) on that stream; the connection and its other
+//!   streams live on. Failures before a response head: `502` (refused, reset, GOAWAY), `504`
+//!   (response timeout, and the stream is cancelled). An idle HTTP/2 connection closes after the
+//!   idle timeout, when the upstream closes it, and at shutdown/reload once its streams ended.
+//! - `versions: [h2, http/1.1]` (or none) on cleartext speaks HTTP/1.1: no `h2c` upgrade is
+//!   offered (Zilla offers one).
+//!
+//! Not yet: the `h2c` upgrade offer, and `authorization` credential injection (sessions carry no
+//! raw credentials yet).
 
 mod codec;
+mod h2;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -93,14 +113,21 @@ pub(crate) fn build(
             "`access-control` applies to an http server only: remove it from this client",
         ));
     }
-    if let Some(versions) = &options.versions {
-        if !versions.contains(&HttpVersion::Http11) {
-            errors.push(cx.error(
-                "options.versions",
-                "this http client speaks HTTP/1.1 only for now (HTTP/2 is not implemented yet): \
-                 use `versions: [http/1.1]`",
-            ));
-        }
+    let versions = Versions {
+        http11: options
+            .versions
+            .as_ref()
+            .is_none_or(|v| v.contains(&HttpVersion::Http11)),
+        h2: options
+            .versions
+            .as_ref()
+            .is_none_or(|v| v.contains(&HttpVersion::H2)),
+    };
+    if !versions.http11 && !versions.h2 {
+        errors.push(cx.error(
+            "options.versions",
+            "allow at least one version: `http/1.1`, `h2` or both",
+        ));
     }
     let mut overrides = Vec::new();
     for (name, value) in options.overrides.iter().flatten() {
@@ -143,6 +170,7 @@ pub(crate) fn build(
         name: cx.qualified_name(),
         routes: cx.routes,
         overrides,
+        versions,
         response_timeout: properties.duration(RESPONSE_TIMEOUT_PROPERTY, DEFAULT_RESPONSE_TIMEOUT),
         idle_timeout: properties.duration(IDLE_TIMEOUT_PROPERTY, DEFAULT_IDLE_TIMEOUT),
         pool: Arc::new(Pool {
@@ -168,6 +196,8 @@ impl Binding for HttpClient {
         for origin in origins.values_mut() {
             // Dropping a handle tells its watcher to close the connection.
             origin.idle.clear();
+            // Out of the pool, an HTTP/2 connection closes once its last stream ends.
+            origin.h2.clear();
         }
     }
 }
@@ -176,9 +206,24 @@ struct ClientInner {
     name: String,
     routes: Routes<HttpCondition, HttpWith>,
     overrides: Vec<(Bytes, Bytes)>,
+    versions: Versions,
     response_timeout: Duration,
     idle_timeout: Duration,
     pool: Arc<Pool>,
+}
+
+/// The versions `options.versions` allows (both when absent).
+#[derive(Debug, Clone, Copy)]
+struct Versions {
+    http11: bool,
+    h2: bool,
+}
+
+impl Versions {
+    /// Only `h2`: HTTP/2 with prior knowledge.
+    fn prior_knowledge(self) -> bool {
+        self.h2 && !self.http11
+    }
 }
 
 /// What the task of one exchange needs, decided when the stream was offered.
@@ -188,6 +233,8 @@ struct Request {
     head: Bytes,
     body: RequestBody,
     head_request: bool,
+    /// The request headers (overrides applied), for HTTP/2.
+    headers: Headers,
 }
 
 fn refuse(status: u16) -> Reset {
@@ -241,11 +288,17 @@ impl Handler<Http> for ClientInner {
             head,
             body,
             head_request,
+            headers: if self.versions.h2 {
+                std::mem::take(headers)
+            } else {
+                Headers::new()
+            },
         };
         let cx = Exchange {
             graph: graph.clone(),
             name: self.name.clone(),
             pool: self.pool.clone(),
+            versions: self.versions,
             response_timeout: self.response_timeout,
             idle_timeout: self.idle_timeout,
             trace_id: stream.trace_id,
@@ -333,6 +386,11 @@ struct Origin {
     open: usize,
     /// Idle connections, most recent last.
     idle: Vec<IdleHandle>,
+    /// HTTP/2 connections (each counted in `open`).
+    h2: Vec<h2::Entry>,
+    /// Set while an HTTP/2 connection is being set up with prior knowledge: changes (closes)
+    /// when it is done.
+    h2_connecting: Option<tokio::sync::watch::Receiver<()>>,
 }
 
 enum Checkout {
@@ -384,7 +442,11 @@ impl Drop for Slot {
         if let Some(origin) = origins.get_mut(&self.key) {
             origin.open = origin.open.saturating_sub(1);
             origin.idle.retain(|h| !h.is_closed());
-            if origin.open == 0 && origin.idle.is_empty() {
+            if origin.open == 0
+                && origin.idle.is_empty()
+                && origin.h2.is_empty()
+                && origin.h2_connecting.is_none()
+            {
                 origins.remove(&self.key);
             }
         }
@@ -440,9 +502,52 @@ struct Exchange {
     graph: Arc<Graph>,
     name: String,
     pool: Arc<Pool>,
+    versions: Versions,
     response_timeout: Duration,
     idle_timeout: Duration,
     trace_id: u64,
+}
+
+/// The upstream a request goes to.
+enum Upstream {
+    /// An HTTP/1.1 connection of its own.
+    H1(Conn),
+    /// A stream on a shared HTTP/2 connection.
+    H2(h2::Handle),
+}
+
+/// No place left for another connection to the origin.
+fn exhausted(pool: &Pool) -> Failure {
+    Failure {
+        status: 503,
+        message: format!(
+            "all {} connections to this origin are busy (property {MAX_CONNECTIONS_PROPERTY})",
+            pool.max
+        ),
+    }
+}
+
+/// An HTTP/2 connection of the origin if there is one (or, with prior knowledge, a new one),
+/// else an idle or new HTTP/1.1 connection, which may turn out to speak HTTP/2 (ALPN `h2`).
+async fn upstream(
+    cx: &Exchange,
+    request: &Request,
+    session: Option<Arc<Session>>,
+    deadline: Instant,
+) -> Result<Upstream, Failure> {
+    if cx.versions.h2 {
+        match h2::lookup(cx, &request.key, cx.versions.prior_knowledge(), deadline).await? {
+            h2::Lookup::Ready(handle) => return Ok(Upstream::H2(handle)),
+            h2::Lookup::Connect(slot, connecting) => {
+                let (conn, _) = cx.connect(request, session, slot, deadline).await?;
+                let handle = h2::handshake(cx, conn).await;
+                drop(connecting);
+                return handle.map(Upstream::H2);
+            }
+            h2::Lookup::None => {}
+        }
+    }
+    cx.acquire(request, session, deadline).await
 }
 
 /// Why a request got no upstream response.
@@ -480,6 +585,7 @@ impl Exchange {
     /// Answers the app with a bodiless `status` (synthetic: no request reached a response).
     fn reply(&self, mut tx: Tx<Http>, failure: Failure, destination: &Address) {
         let reason = match failure.status {
+            400 => "Bad Request",
             502 => "Bad Gateway",
             503 => "Service Unavailable",
             504 => "Gateway Timeout",
@@ -507,28 +613,26 @@ impl Exchange {
         request: &Request,
         session: Option<Arc<Session>>,
         deadline: Instant,
-    ) -> Result<Conn, Failure> {
+    ) -> Result<Upstream, Failure> {
         loop {
             match self.pool.checkout(&request.key) {
                 Checkout::Idle(handle) => {
                     let (reply, taken) = oneshot::channel();
                     if handle.send(reply).is_ok() {
                         if let Ok(conn) = taken.await {
-                            return Ok(conn);
+                            return Ok(Upstream::H1(conn));
                         }
                     }
                     // It closed meanwhile: try the next one.
                 }
-                Checkout::New(slot) => return self.connect(request, session, slot, deadline).await,
-                Checkout::Exhausted => {
-                    return Err(Failure {
-                        status: 503,
-                        message: format!(
-                            "all {} connections to this origin are busy (property {MAX_CONNECTIONS_PROPERTY})",
-                            self.pool.max
-                        ),
-                    })
+                Checkout::New(slot) => {
+                    let (conn, h2) = self.connect(request, session, slot, deadline).await?;
+                    if h2 {
+                        return h2::handshake(self, conn).await.map(Upstream::H2);
+                    }
+                    return Ok(Upstream::H1(conn));
                 }
+                Checkout::Exhausted => return Err(exhausted(&self.pool)),
             }
         }
     }
@@ -539,7 +643,7 @@ impl Exchange {
         session: Option<Arc<Session>>,
         slot: Slot,
         deadline: Instant,
-    ) -> Result<Conn, Failure> {
+    ) -> Result<(Conn, bool), Failure> {
         let begin = TcpBegin {
             source: None,
             destination: Some(request.destination.clone()),
@@ -561,13 +665,23 @@ impl Exchange {
             };
             match frame {
                 Some(Frame::Begin(begin)) => {
+                    // ALPN h2 (a tls client offering h2), or only h2 allowed: HTTP/2.
                     let alpn = begin.tls.as_ref().and_then(|t| t.alpn.as_deref());
-                    if alpn == Some(b"h2") {
-                        return Err(Failure::bad_gateway(
-                            "the upstream chose HTTP/2 (ALPN h2), which this client does not speak yet",
-                        ));
-                    }
-                    return Ok(Conn { tx, rx, slot });
+                    let h2 = match alpn {
+                        Some(b"h2") if self.versions.h2 => true,
+                        Some(b"h2") => {
+                            return Err(Failure::bad_gateway(
+                                "the upstream chose HTTP/2 (ALPN h2), which options.versions does not allow",
+                            ))
+                        }
+                        Some(b"http/1.1") if !self.versions.http11 => {
+                            return Err(Failure::bad_gateway(
+                                "the upstream chose HTTP/1.1 (ALPN http/1.1), which options.versions does not allow",
+                            ))
+                        }
+                        _ => self.versions.prior_knowledge(),
+                    };
+                    return Ok((Conn { tx, rx, slot }, h2));
                 }
                 Some(Frame::Flush(_)) => {}
                 _ => return Err(Failure::bad_gateway("connection refused")),
@@ -615,12 +729,15 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
     } = stream;
     let deadline = Instant::now() + cx.response_timeout;
     let acquired = tokio::select! {
-        conn = cx.acquire(&request, session, deadline) => conn,
+        conn = upstream(&cx, &request, session.clone(), deadline) => conn,
         // The app went away while connecting: nothing to answer.
         _ = app_tx.reset() => return,
     };
     let conn = match acquired {
-        Ok(conn) => conn,
+        Ok(Upstream::H1(conn)) => conn,
+        Ok(Upstream::H2(handle)) => {
+            return h2::exchange(cx, app_rx, app_tx, request, handle, session, deadline).await
+        }
         Err(failure) => return cx.reply(app_tx, failure, &request.destination),
     };
     let Conn {
