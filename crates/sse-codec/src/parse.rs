@@ -359,13 +359,18 @@ mod tests {
         for _ in 0..2000 {
             let mut p = Parser::new(64);
             let len = (next() % 300) as usize;
-            let bytes: Vec<u8> = (0..len).map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize]).collect();
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
             let mut at = 0;
             while at < bytes.len() {
                 let take = 1 + (next() % 40) as usize;
                 let end = (at + take).min(bytes.len());
                 p.feed(Bytes::copy_from_slice(&bytes[at..end]), &mut |e| {
-                    assert!(e.data.as_ref().map_or(0, Bytes::len) <= 64, "an event over the limit got through");
+                    assert!(
+                        e.data.as_ref().map_or(0, Bytes::len) <= 64,
+                        "an event over the limit got through"
+                    );
                 });
                 at = end;
             }
