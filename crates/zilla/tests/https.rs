@@ -186,3 +186,105 @@ fn https_h2_and_http11_proxy_and_static_files() {
         "curl without --cacert must fail verification (exit 60)"
     );
 }
+
+/// Zilla as an HTTPS client: curl (HTTP/1.1) → zilla → http client → tls client (ALPN h2) →
+/// zilla's own TLS server speaking HTTP/2 → static files. The upstream hop negotiates h2 by ALPN
+/// and verifies the test CA; an upstream the CA did not sign is refused with 502.
+#[test]
+fn tls_client_negotiates_h2_by_alpn_to_an_https_origin() {
+    let pki = Pki::generate();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("data.json"), "{\"ok\":true}\n").unwrap();
+    let origin_port = free_port();
+    let origin = format!(
+        "name: origin
+{vault}bindings:
+  tcp0:
+    type: tcp
+    kind: server
+    options: {{ host: 127.0.0.1, port: {origin_port} }}
+    exit: tls0
+  tls0:
+    type: tls
+    kind: server
+    vault: server
+    options: {{ keys: [ localhost ], alpn: [ h2 ] }}
+    exit: http0
+  http0:
+    type: http
+    kind: server
+    options: {{ versions: [ h2 ] }}
+    exit: fs_mapping
+  fs_mapping:
+    type: http-filesystem
+    kind: proxy
+    routes:
+      - when: [ {{ path: \"/{{path}}\" }} ]
+        with: {{ path: \"${{params.path}}\" }}
+        exit: fs
+  fs:
+    type: filesystem
+    kind: server
+    options: {{ location: {www}/ }}
+",
+        vault = pki.vault("server"),
+        www = www.path().display(),
+    );
+    let origin = Zilla::start(bin(), &origin, Options::default());
+    origin.wait_for("tcp0 listening on", Duration::from_secs(10));
+
+    let edge_port = free_port();
+    let edge = |sni: &str| {
+        format!(
+            "name: edge
+{vault}bindings:
+  tcp0:
+    type: tcp
+    kind: server
+    options: {{ host: 127.0.0.1, port: {edge_port} }}
+    exit: http0
+  http0:
+    type: http
+    kind: server
+    options: {{ versions: [ http/1.1 ] }}
+    exit: http_client0
+  http_client0:
+    type: http
+    kind: client
+    options:
+      versions: [ h2, http/1.1 ]
+      overrides: {{ \":authority\": \"{sni}:{origin_port}\" }}
+    exit: tls_client0
+  tls_client0:
+    type: tls
+    kind: client
+    vault: server
+    options: {{ trust: [ ca ], sni: [ {sni} ], alpn: [ h2 ] }}
+    exit: tcp_client0
+  tcp_client0:
+    type: tcp
+    kind: client
+    options: {{ host: 127.0.0.1, port: {origin_port} }}
+",
+            vault = pki.vault("server"),
+        )
+    };
+    let zilla = Zilla::start(bin(), &edge("localhost"), Options::default());
+    zilla.wait_for("tcp0 listening on", Duration::from_secs(10));
+    let (body, meta) = curl(&[
+        "--http1.1",
+        &format!("http://127.0.0.1:{edge_port}/data.json"),
+    ]);
+    assert_eq!(body, "{\"ok\":true}\n");
+    assert_eq!(meta, "1.1 200 application/json");
+    drop(zilla);
+
+    // A name the certificate does not cover: verification fails, the client gets 502.
+    let zilla = Zilla::start(bin(), &edge("wrong.invalid"), Options::default());
+    zilla.wait_for("tcp0 listening on", Duration::from_secs(10));
+    let (_, meta) = curl(&[
+        "--http1.1",
+        &format!("http://127.0.0.1:{edge_port}/data.json"),
+    ]);
+    assert!(meta.starts_with("1.1 502"), "{meta}");
+}
