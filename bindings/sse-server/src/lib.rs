@@ -50,10 +50,11 @@ impl BindingFactory for SseServerFactory {
         cx.require_exit().map_err(|e| vec![e])?;
         let options = cx.options.clone().unwrap_or_default();
         if options.requests.as_ref().is_some_and(|r| !r.is_empty()) {
-            tracing::warn!(
-                binding = %cx.qualified_name(),
-                "options.requests (event validation) is parsed but not enforced yet"
-            );
+            // Refuse rather than stream events a user believes are validated.
+            return Err(vec![cx.error(
+                "options.requests",
+                "event validation (`requests`) is not supported yet (it needs models and catalogs): remove it to stream events unvalidated",
+            )]);
         }
         let p = &cx.properties;
         let settings = stream::Settings {

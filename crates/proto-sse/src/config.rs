@@ -11,7 +11,7 @@ pub struct SseOptions {
     /// bytes of every event stream (Zilla parses it but never writes it); when absent, nothing.
     #[serde(default)]
     pub retry: Option<u64>,
-    /// Event payload validation: `[{path, content}]` (not enforced yet: needs the models).
+    /// Event payload validation: `[{path, content}]` (not supported yet: refused at load).
     #[serde(default)]
     pub requests: Option<Vec<SseRequest>>,
 }

@@ -180,3 +180,41 @@ fn port_in_use_fails_start_up() {
         "{stderr}"
     );
 }
+
+#[test]
+fn features_not_built_yet_are_refused_not_ignored() {
+    let config = "\
+name: test
+bindings:
+  sse0:
+    type: sse
+    kind: server
+    options:
+      requests:
+        - path: /events
+          content: json
+    exit: sse1
+  sse1:
+    type: sse
+    kind: client
+    exit: http1
+  http1:
+    type: http
+    kind: client
+    exit: tcp1
+  tcp1:
+    type: tcp
+    kind: client
+    options: { host: 127.0.0.1, port: 9 }
+";
+    check(config, &["zilla.yaml:8:9: bindings.sse0.options.requests: event validation (`requests`) is not supported yet (it needs models and catalogs): remove it to stream events unvalidated"]);
+}
+
+#[test]
+fn a_type_provided_per_kind_lists_all_its_kinds() {
+    let config = VALID.replace(
+        "    type: echo\n    kind: server",
+        "    type: sse\n    kind: proxy",
+    );
+    check(&config, &["zilla.yaml:12:11: bindings.south_echo.kind: a sse binding has no kind 'proxy' (kinds: client, server)"]);
+}
