@@ -324,6 +324,15 @@ pub struct Stream<P: Protocol> {
     pub tx: Tx<P>,
 }
 
+impl<P: Protocol> Stream<P> {
+    /// The two halves and the trace id. Everything else (the begin, the session) is dropped
+    /// here, so a long-lived stream task does not keep it; destructuring with `..` would keep it
+    /// alive until the task ends.
+    pub fn into_halves(self) -> (Rx<P>, Tx<P>, u64) {
+        (self.rx, self.tx, self.trace_id)
+    }
+}
+
 impl<P: Protocol> fmt::Debug for Stream<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream")

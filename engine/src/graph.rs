@@ -103,6 +103,11 @@ impl Graph {
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        tracing::trace!(
+            task = std::any::type_name::<F>(),
+            bytes = std::mem::size_of::<F>(),
+            "spawn"
+        );
         self.tracker.spawn(task);
     }
 

@@ -60,7 +60,7 @@ impl Handler<Tcp> for EchoHandler {
 /// Replies with every frame it receives, in order. Credit on the reply direction holds back
 /// reading: a client that does not read stops the echo, not the echo's memory.
 async fn echo(stream: Stream<Tcp>) {
-    let Stream { mut rx, mut tx, .. } = stream;
+    let (mut rx, mut tx, _) = stream.into_halves();
     if tx.push(Frame::Begin(TcpBegin::default())).is_err() {
         return;
     }

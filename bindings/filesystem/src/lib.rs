@@ -183,7 +183,7 @@ impl Handler<Filesystem> for FilesystemHandler {
         let symlinks = self.symlinks;
         let name = self.name.clone();
         graph.spawn(async move {
-            let Stream { rx, tx, .. } = stream;
+            let (rx, tx, _) = stream.into_halves();
             serve(&name, &location, symlinks, request, rx, tx).await;
         });
         Ok(())

@@ -203,11 +203,7 @@ async fn proxy(
     mut fs_rx: Rx<Filesystem>,
     operation: Operation,
 ) {
-    let Stream {
-        rx: mut http_rx,
-        tx: mut http_tx,
-        ..
-    } = stream;
+    let (mut http_rx, mut http_tx, _) = stream.into_halves();
     // The request has no content for the filesystem.
     fs_tx.end(None);
     let mut request_done = false;

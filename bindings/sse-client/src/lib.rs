@@ -149,12 +149,7 @@ async fn run(
     name: String,
     max_event: usize,
 ) {
-    let Stream {
-        rx: mut app_rx,
-        tx: mut app_tx,
-        trace_id,
-        ..
-    } = stream;
+    let (mut app_rx, mut app_tx, trace_id) = stream.into_halves();
     // A GET has no body: end the request now.
     http_tx.end(None);
 

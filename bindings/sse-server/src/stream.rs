@@ -58,12 +58,7 @@ pub(crate) async fn run(
     graph: &Arc<Graph>,
     name: &str,
 ) {
-    let Stream {
-        rx: mut http_rx,
-        tx: mut http_tx,
-        trace_id,
-        ..
-    } = stream;
+    let (mut http_rx, mut http_tx, trace_id) = stream.into_halves();
 
     // Nothing goes to the client until the app accepts the stream.
     match opening(&mut app_tx, &mut app_rx, &mut http_tx, &mut http_rx).await {

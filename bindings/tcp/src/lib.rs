@@ -249,19 +249,19 @@ impl Handler<Tcp> for ClientInner {
         let graph2 = graph.clone();
         let name = self.name.clone();
         graph.spawn(async move {
-            let Stream {
-                rx,
-                mut tx,
-                trace_id,
-                ..
-            } = stream;
+            let (rx, mut tx, trace_id) = stream.into_halves();
+            // Boxed: connecting (and resolving) is not part of a connection's long-lived state.
             let connect = match &target {
                 Address::Socket(a) => {
-                    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(*a)).await
+                    Box::pin(tokio::time::timeout(
+                        CONNECT_TIMEOUT,
+                        TcpStream::connect(*a),
+                    ))
+                    .await
                 }
                 Address::Host(h, p) => {
-                    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((h.as_str(), *p)))
-                        .await
+                    let connect = TcpStream::connect((h.as_str(), *p));
+                    Box::pin(tokio::time::timeout(CONNECT_TIMEOUT, connect)).await
                 }
             };
             let socket = match connect {

@@ -159,8 +159,9 @@ async fn connect(
         rx,
         mut tx,
         trace_id,
-        ..
+        session,
     } = stream;
+    drop(session);
     let handshake = inner.connector.connect(server_name, io);
     // On failure the halves are dropped: the opener sees its stream refused.
     let tls = match tokio::time::timeout(inner.timeout, handshake).await {

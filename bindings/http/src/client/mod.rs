@@ -725,18 +725,26 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
         rx: mut app_rx,
         tx: mut app_tx,
         session,
+        begin,
         ..
     } = stream;
+    // The request was built from it: don't keep it for the life of the exchange.
+    drop(begin);
     let deadline = Instant::now() + cx.response_timeout;
+    // Boxed, like the HTTP/2 exchange below: they are not part of the long-lived state of an
+    // HTTP/1.1 exchange (an event stream's task stays small while it waits).
     let acquired = tokio::select! {
-        conn = upstream(&cx, &request, session.clone(), deadline) => conn,
+        conn = Box::pin(upstream(&cx, &request, session.clone(), deadline)) => conn,
         // The app went away while connecting: nothing to answer.
         _ = app_tx.reset() => return,
     };
     let conn = match acquired {
         Ok(Upstream::H1(conn)) => conn,
         Ok(Upstream::H2(handle)) => {
-            return h2::exchange(cx, app_rx, app_tx, request, handle, session, deadline).await
+            return Box::pin(h2::exchange(
+                cx, app_rx, app_tx, request, handle, session, deadline,
+            ))
+            .await
         }
         Err(failure) => return cx.reply(app_tx, failure, &request.destination),
     };

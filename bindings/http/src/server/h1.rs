@@ -741,7 +741,16 @@ pub(crate) async fn serve(
             }
             if n == PREFACE.len() {
                 let Conn { tx, rx, buf } = conn;
-                return super::h2::serve(server, graph, tx, rx, buf.freeze(), scheme).await;
+                // Boxed: an HTTP/1.1 connection's task does not carry HTTP/2's state.
+                return Box::pin(super::h2::serve(
+                    server,
+                    graph,
+                    tx,
+                    rx,
+                    buf.freeze(),
+                    scheme,
+                ))
+                .await;
             }
             match conn.read().await {
                 Read::More => {}

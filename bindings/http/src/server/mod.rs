@@ -200,7 +200,10 @@ impl Handler<Tcp> for ServerHandler {
         let graph2 = graph.clone();
         graph.spawn(async move {
             match version {
-                Version::H2 => h2::serve(server, graph2, tx, rx, Bytes::new(), scheme).await,
+                // Boxed: HTTP/1.1 connections do not carry HTTP/2's (larger) state.
+                Version::H2 => {
+                    Box::pin(h2::serve(server, graph2, tx, rx, Bytes::new(), scheme)).await
+                }
                 Version::Http11 { h2_preface } => {
                     h1::serve(server, graph2, tx, rx, scheme, h2_preface).await
                 }
