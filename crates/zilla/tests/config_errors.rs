@@ -218,3 +218,25 @@ fn a_type_provided_per_kind_lists_all_its_kinds() {
     );
     check(&config, &["zilla.yaml:12:11: bindings.south_echo.kind: a sse binding has no kind 'proxy' (kinds: client, server)"]);
 }
+
+#[test]
+fn vault_that_does_not_exist_is_named() {
+    let config = "\
+name: test
+vaults:
+  my_servers:
+    type: filesystem
+    options: {}
+bindings:
+  tls0:
+    type: tls
+    kind: server
+    vault: my_server
+    options: { keys: [ localhost ] }
+    exit: echo0
+  echo0:
+    type: echo
+    kind: server
+";
+    check(config, &["zilla.yaml:10:12: bindings.tls0.vault: no vault named 'my_server' (did you mean 'my_servers'?)"]);
+}
