@@ -280,6 +280,13 @@ async fn ready(
     name: &str,
     trace_id: u64,
 ) -> Result<(), Stop> {
+    // The common case, credit available now, arms no timer.
+    let now = std::future::poll_fn(|cx| std::task::Poll::Ready(tx.poll_ready(cx))).await;
+    match now {
+        std::task::Poll::Ready(Ok(())) => return Ok(()),
+        std::task::Poll::Ready(Err(_)) => return Err(Stop::ClientGone),
+        std::task::Poll::Pending => {}
+    }
     match tokio::time::timeout(settings.slow_client_timeout, tx.ready()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(Reset(_))) => Err(Stop::ClientGone),
