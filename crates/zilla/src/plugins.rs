@@ -10,6 +10,7 @@ use binding_sse_server as _;
 use binding_tcp as _;
 use binding_tls as _;
 use exporter_stdout as _;
+use guard_jwt as _;
 use vault_filesystem as _;
 
 /// Keeps the plugin crates linked (called once at start-up).
@@ -29,6 +30,10 @@ pub(crate) const EXPECTED_BINDINGS: &[&str] = &[
     "tls",
 ];
 
+/// The guard types this binary must offer.
+#[cfg(test)]
+pub(crate) const EXPECTED_GUARDS: &[&str] = &["jwt"];
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -39,6 +44,18 @@ mod tests {
             assert!(
                 registered.bindings.contains(expected),
                 "binding type '{expected}' not registered"
+            );
+        }
+    }
+
+    #[test]
+    fn every_expected_guard_type_is_registered() {
+        super::link();
+        let registered = zilla_engine::graph::registered();
+        for expected in super::EXPECTED_GUARDS {
+            assert!(
+                registered.guards.contains(expected),
+                "guard type '{expected}' not registered"
             );
         }
     }
