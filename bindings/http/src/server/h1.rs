@@ -958,7 +958,7 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
                         let ok = match framing {
                             Framing::Empty => true,
                             Framing::Chunked => {
-                                let size = Bytes::from(format!("{:x}\r\n", payload.len()));
+                                let size = chunk_size_line(payload.len());
                                 conn.write([size, payload, Bytes::from_static(b"\r\n")]).await
                             }
                             Framing::Length | Framing::Close => conn.write([payload]).await,
@@ -1026,8 +1026,39 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
     }
 }
 
+/// Chunk-size lines up to this size are slices of one shared table: no allocation per chunk.
+const SIZE_LINES: usize = 16 * 1024;
+
+/// The chunk-size line (`<hex>\r\n`) of a chunk of `len` bytes.
+fn chunk_size_line(len: usize) -> Bytes {
+    static TABLE: std::sync::OnceLock<(Bytes, Vec<u32>)> = std::sync::OnceLock::new();
+    if len >= SIZE_LINES {
+        return Bytes::from(format!("{len:x}\r\n"));
+    }
+    let (lines, offsets) = TABLE.get_or_init(|| {
+        let mut text = String::with_capacity(SIZE_LINES * 7);
+        let mut offsets = Vec::with_capacity(SIZE_LINES + 1);
+        for n in 0..SIZE_LINES {
+            offsets.push(text.len() as u32);
+            text.push_str(&format!("{n:x}\r\n"));
+        }
+        offsets.push(text.len() as u32);
+        (Bytes::from(text), offsets)
+    });
+    lines.slice(offsets[len] as usize..offsets[len + 1] as usize)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn chunk_size_lines() {
+        assert_eq!(super::chunk_size_line(0), "0\r\n");
+        assert_eq!(super::chunk_size_line(0x1a), "1a\r\n");
+        assert_eq!(super::chunk_size_line(16383), "3fff\r\n");
+        assert_eq!(super::chunk_size_line(16384), "4000\r\n");
+        assert_eq!(super::chunk_size_line(1 << 20), "100000\r\n");
+    }
+
     use super::*;
 
     fn parse_str(s: &str) -> Parsed {
