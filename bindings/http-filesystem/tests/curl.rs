@@ -7,24 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use zilla_test_support::{free_port, Options, Zilla};
+use zilla_test_support::{free_port, zilla_bin, Options, Zilla};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn zilla_bin() -> PathBuf {
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) => workspace().join(t),
-        None => workspace().join("target"),
-    };
-    let bin = target.join("debug").join("zilla");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p zilla`",
-        bin.display()
-    );
-    bin
 }
 
 fn require_curl() {

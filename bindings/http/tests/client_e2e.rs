@@ -3,26 +3,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use zilla_test_support::{free_port, Options, Zilla};
-
-fn zilla_bin() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let bin = target.join("debug/zilla");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p zilla` first",
-        bin.display()
-    );
-    bin
-}
+use zilla_test_support::{free_port, zilla_bin, Options, Zilla};
 
 fn curl() -> &'static str {
     let found = Command::new("curl").arg("--version").output().is_ok();

@@ -3,7 +3,6 @@
 //! `zilla` binary with curl speaking HTTP/1.1 in front.
 
 use std::future::{poll_fn, Future};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use zilla_engine::config::Config;
 use zilla_engine::graph::{build, BuildEnv};
 use zilla_engine::{BindingId, Data, Frame, Graph, Properties, Rx, Tx};
-use zilla_test_support::{free_port, Options, Zilla};
+use zilla_test_support::{free_port, zilla_bin, Options, Zilla};
 
 /// Builds a graph `http0 (http client, versions: [h2]) -> tcp0 (tcp client)` with `properties`.
 fn graph(properties: &[&str]) -> (Arc<Graph>, BindingId) {
@@ -686,19 +685,6 @@ async fn a_slow_app_backpressures_only_its_stream() {
     assert_eq!(reply.body.len(), 1 << 20);
     assert_eq!(reply.ended, Ended::End(None));
     assert_eq!(b.accepted.load(Ordering::SeqCst), 1);
-}
-
-fn zilla_bin() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let bin = target.join("debug/zilla");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p zilla` first",
-        bin.display()
-    );
-    bin
 }
 
 #[test]

@@ -6,24 +6,10 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use zilla_test_support::{free_port, Options, Zilla};
-
-fn zilla_bin() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let bin = target.join("debug/zilla");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build -p zilla`",
-        bin.display()
-    );
-    bin
-}
+use zilla_test_support::{free_port, zilla_bin, Options, Zilla};
 
 fn curl(args: &[&str]) -> String {
     let out = Command::new("curl")

@@ -14,6 +14,24 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The `zilla` binary built by `cargo build -p zilla` (`target/debug/zilla`, honouring
+/// `CARGO_TARGET_DIR`), for tests outside the `zilla` package. Fails with what to run if it is
+/// missing.
+pub fn zilla_bin() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    };
+    let bin = target.join("debug").join("zilla");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p zilla` first",
+        bin.display()
+    );
+    bin
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

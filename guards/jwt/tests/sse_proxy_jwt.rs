@@ -6,7 +6,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,24 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use zilla_test_support::{free_port, Options, SseBackend, Zilla};
+use zilla_test_support::{free_port, zilla_bin, Options, SseBackend, Zilla};
 
 const SECOND: Duration = Duration::from_secs(1);
 const ISS: &str = "https://auth.example.com";
 const AUD: &str = "https://api.example.com";
-
-fn zilla_bin() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let bin = target.join("debug/zilla");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build -p zilla`",
-        bin.display()
-    );
-    bin
-}
 
 struct Keys {
     rsa: EncodingKey,

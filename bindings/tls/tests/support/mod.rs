@@ -19,7 +19,7 @@
 //! ```
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -30,20 +30,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub(crate) const PASSWORD: &str = "test-secret";
 
 /// The `zilla` binary built by `cargo build -p zilla`.
-pub(crate) fn zilla_bin() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    };
-    let bin = target.join("debug").join("zilla");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build -p zilla` first",
-        bin.display()
-    );
-    bin
-}
+#[allow(unused_imports)] // not every test binary that includes this module starts zilla
+pub(crate) use zilla_test_support::zilla_bin;
 
 /// Test certificates and stores in a temporary directory.
 #[derive(Debug)]
