@@ -194,6 +194,14 @@ impl Graph {
         }
     }
 
+    /// The id of the binding called `name` (qualified: `namespace:name`).
+    pub fn binding_id(&self, name: &str) -> Option<BindingId> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .map(BindingId)
+    }
+
     /// `(name, type, kind)` of every binding, for `-v` output.
     pub fn bindings(&self) -> impl Iterator<Item = (&str, &'static str, Kind)> {
         self.nodes
@@ -235,6 +243,20 @@ impl Workers {
             vec![tokio::runtime::Handle::current()]
         } else {
             self.0.to_vec()
+        }
+    }
+}
+
+impl BuildEnv {
+    /// An environment for tests and tools: `properties`, the temporary directory as the config
+    /// directory, a fresh task tracker and shutdown token, listeners on the current runtime.
+    pub fn new(properties: Properties) -> Self {
+        BuildEnv {
+            properties: Arc::new(properties),
+            config_dir: std::env::temp_dir(),
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            workers: Workers::default(),
         }
     }
 }

@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use proto_filesystem::{FileRequest, FileStatus, Filesystem, FilesystemBegin, Operation};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use zilla_engine::config::Config;
 use zilla_engine::graph::{build, BuildEnv};
 use zilla_engine::{BindingId, Frame, Graph, Properties};
@@ -20,13 +18,7 @@ fn graph(location: &str, extra: &str) -> Arc<Graph> {
 }
 
 fn env() -> BuildEnv {
-    BuildEnv {
-        properties: Arc::new(Properties::default()),
-        config_dir: std::env::temp_dir(),
-        tracker: TaskTracker::new(),
-        shutdown: CancellationToken::new(),
-        workers: Default::default(),
-    }
+    BuildEnv::new(Properties::default())
 }
 
 fn build_errors(yaml: &str) -> String {

@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use proto_http::{Headers, Http, HttpBegin, HttpReset};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use zilla_engine::config::Config;
 use zilla_engine::graph::{build, BuildEnv};
 use zilla_engine::{BindingId, Frame, Graph, Properties};
@@ -15,13 +13,7 @@ use zilla_engine::{BindingId, Frame, Graph, Properties};
 use binding_filesystem as _;
 
 fn env() -> BuildEnv {
-    BuildEnv {
-        properties: Arc::new(Properties::default()),
-        config_dir: std::env::temp_dir(),
-        tracker: TaskTracker::new(),
-        shutdown: CancellationToken::new(),
-        workers: Default::default(),
-    }
+    BuildEnv::new(Properties::default())
 }
 
 /// `routes` is the YAML of the proxy's routes, indented for `routes:`.

@@ -16,8 +16,6 @@ use h2::{Reason, RecvStream};
 use proto_http::{Headers, Http, HttpBegin, HttpTrailers};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Barrier};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use zilla_engine::config::Config;
 use zilla_engine::graph::{build, BuildEnv};
 use zilla_engine::{BindingId, Data, Frame, Graph, Properties, Rx, Tx};
@@ -39,19 +37,10 @@ bindings:
     kind: client
 ";
     let config = Config::parse("zilla.yaml", yaml, |_| None).expect("valid config");
-    let env = BuildEnv {
-        properties: Arc::new(Properties::from_args(properties.iter().copied())),
-        config_dir: std::env::temp_dir(),
-        tracker: TaskTracker::new(),
-        shutdown: CancellationToken::new(),
-        workers: Default::default(),
-    };
+    let env = BuildEnv::new(Properties::from_args(properties.iter().copied()));
     let graph = build(&config, &env).unwrap_or_else(|e| panic!("graph: {e:?}"));
-    let id = graph
-        .bindings()
-        .position(|(name, _, _)| name == "test:http0")
-        .expect("http0 is built");
-    (graph, BindingId(id))
+    let id = graph.binding_id("test:http0").expect("http0 is built");
+    (graph, id)
 }
 
 fn headers(pairs: &[(&str, &str)]) -> Headers {

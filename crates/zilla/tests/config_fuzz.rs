@@ -2,8 +2,6 @@
 //! dropped, inserted bytes, truncations) either build a graph with every plugin linked, or give
 //! located diagnostics.
 
-use std::sync::Arc;
-
 use zilla_engine::config::Config;
 use zilla_engine::graph::{build, BuildEnv};
 use zilla_engine::Properties;
@@ -46,13 +44,7 @@ fn mutated_examples_never_panic() {
     .iter()
     .map(|p| std::fs::read_to_string(root.join(p)).expect("example config"))
     .collect();
-    let env = BuildEnv {
-        properties: Arc::new(Properties::default()),
-        config_dir: std::env::temp_dir(),
-        tracker: tokio_util::task::TaskTracker::new(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        workers: Default::default(),
-    };
+    let env = BuildEnv::new(Properties::default());
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut built = 0;
     for i in 0..1500 {

@@ -285,13 +285,7 @@ const GUARDED: BindingId = BindingId(2);
 
 fn graph() -> Arc<Graph> {
     let config = Config::parse("zilla.yaml", CONFIG, |_| None).expect("config parses");
-    let env = BuildEnv {
-        properties: Arc::new(Properties::default()),
-        config_dir: ".".into(),
-        tracker: tokio_util::task::TaskTracker::new(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        workers: Default::default(),
-    };
+    let env = BuildEnv::new(Properties::default());
     build(&config, &env).unwrap_or_else(|d| panic!("graph builds: {d:?}"))
 }
 
@@ -588,13 +582,7 @@ bindings:
     kind: server
 "#;
     let config = Config::parse("zilla.yaml", bad, |_| None).expect("config parses");
-    let env = BuildEnv {
-        properties: Arc::new(Properties::default()),
-        config_dir: ".".into(),
-        tracker: tokio_util::task::TaskTracker::new(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        workers: Default::default(),
-    };
+    let env = BuildEnv::new(Properties::default());
     let errors = format!("{:?}", build(&config, &env).expect_err("invalid"));
     for needle in [
         "no HTTP version allowed",
