@@ -734,6 +734,7 @@ pub(crate) async fn serve(
         buf: BytesMut::new(),
     };
     if h2_preface {
+        let deadline = tokio::time::Instant::now() + server.request_timeout;
         loop {
             let n = conn.buf.len().min(PREFACE.len());
             if conn.buf[..n] != PREFACE[..n] {
@@ -752,16 +753,19 @@ pub(crate) async fn serve(
                 ))
                 .await;
             }
-            match conn.read().await {
-                Read::More => {}
-                Read::Closed => return conn.tx.end(None),
-                Read::Failed | Read::Gone => return,
+            match tokio::time::timeout_at(deadline, conn.read()).await {
+                Ok(Read::More) => {}
+                // Nothing (or not enough to tell) in time: close quietly.
+                Ok(Read::Closed) | Err(_) => return conn.tx.end(None),
+                Ok(Read::Failed | Read::Gone) => return,
             }
         }
     }
     let limit = server.max_header_list_size;
     let server_header = server.server_header.clone();
     loop {
+        // A connection that sends no (complete) request head in time holds nothing for long.
+        let head_deadline = tokio::time::Instant::now() + server.request_timeout;
         let req = loop {
             match parse(&mut conn.buf, limit, scheme) {
                 Parsed::Complete(req) => break req,
@@ -783,11 +787,22 @@ pub(crate) async fn serve(
                     }
                     return;
                 }
-                Parsed::Partial => match conn.read().await {
-                    Read::More => {}
-                    Read::Closed => return conn.tx.end(None),
-                    Read::Failed | Read::Gone => return,
-                },
+                Parsed::Partial => {
+                    match tokio::time::timeout_at(head_deadline, conn.read()).await {
+                        Ok(Read::More) => {}
+                        Ok(Read::Closed) => return conn.tx.end(None),
+                        Ok(Read::Failed | Read::Gone) => return,
+                        // Idle keep-alive connection: close it quietly.
+                        Err(_) if conn.buf.is_empty() => return conn.tx.end(None),
+                        Err(_) => {
+                            let answer = encode_answer(&Answer::close(408), server_header.as_ref());
+                            if conn.write([answer]).await {
+                                conn.tx.end(None);
+                            }
+                            return;
+                        }
+                    }
+                }
             }
         };
         let keep_alive = req.keep_alive;

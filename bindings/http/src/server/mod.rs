@@ -37,6 +37,10 @@ pub(crate) const MAX_HEADER_LIST_SIZE: &str = "zilla.binding.http.max.header.lis
 pub(crate) const CONCURRENT_STREAMS: &str = "zilla.binding.http.concurrent.streams";
 /// Property: the value of a `Server` header added to every response (absent: none).
 pub(crate) const SERVER_HEADER: &str = "zilla.binding.http.server.header";
+/// Property: how long an HTTP/1.1 connection may take to send a request head, counted from the
+/// end of the previous exchange (an idle keep-alive connection is closed, a partial head gets
+/// 408).
+pub(crate) const REQUEST_TIMEOUT: &str = "zilla.binding.http.server.request.timeout";
 
 /// Builds an http server.
 pub(crate) fn build(
@@ -138,6 +142,9 @@ pub(crate) fn build(
         overrides,
         routes: cx.routes,
         max_header_list_size: cx.properties.usize(MAX_HEADER_LIST_SIZE, 8192).max(64),
+        request_timeout: cx
+            .properties
+            .duration(REQUEST_TIMEOUT, Duration::from_secs(60)),
         concurrent_streams: cx.properties.usize(CONCURRENT_STREAMS, 100).max(1),
         server_header,
     }))))
@@ -166,6 +173,7 @@ pub(crate) struct Server {
     overrides: Vec<(Bytes, Bytes)>,
     routes: Routes<HttpCondition, HttpWith>,
     pub(crate) max_header_list_size: usize,
+    pub(crate) request_timeout: Duration,
     pub(crate) concurrent_streams: usize,
     pub(crate) server_header: Option<Bytes>,
 }
