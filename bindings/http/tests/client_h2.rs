@@ -44,10 +44,7 @@ bindings:
 }
 
 fn headers(pairs: &[(&str, &str)]) -> Headers {
-    pairs
-        .iter()
-        .map(|(n, v)| (Bytes::from(n.to_string()), Bytes::from(v.to_string())))
-        .collect()
+    Headers::from_pairs(pairs)
 }
 
 fn request(method: &str, port: u16, path: &str, extra: &[(&str, &str)]) -> Headers {

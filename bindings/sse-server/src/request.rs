@@ -112,15 +112,7 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> Headers {
-        pairs
-            .iter()
-            .map(|(n, v)| {
-                (
-                    Bytes::copy_from_slice(n.as_bytes()),
-                    Bytes::copy_from_slice(v.as_bytes()),
-                )
-            })
-            .collect()
+        Headers::from_pairs(pairs)
     }
 
     fn get(path: &str, extra: &[(&str, &str)]) -> Result<Request, Rejected> {

@@ -25,8 +25,14 @@ async fn read(tls: &mut TlsStream<StreamIo>, buf: &mut BytesMut, tx: &mut Tx<Tcp
     if tx.ready().await.is_err() {
         return Read::Refused;
     }
+    // An empty buffer (idle, or after small reads) grows by SMALL_READ: an idle session does
+    // not hold a full-size buffer; one that filled its last read gets READ_SIZE.
     if buf.capacity() - buf.len() < SMALL_READ {
-        buf.reserve(READ_SIZE);
+        buf.reserve(if buf.capacity() == 0 {
+            SMALL_READ
+        } else {
+            READ_SIZE
+        });
     }
     tokio::select! {
         biased;
@@ -61,7 +67,12 @@ pub(crate) async fn pump(mut tls: TlsStream<StreamIo>, tx: Tx<Tcp>, mut rx: Rx<T
                 Read::Data(n) => {
                     let payload = if n < SMALL_READ {
                         let small = Bytes::copy_from_slice(&buf);
-                        buf.clear();
+                        // Small messages: give a large buffer back rather than keep it idle.
+                        if buf.capacity() > 2 * SMALL_READ {
+                            buf = BytesMut::new();
+                        } else {
+                            buf.clear();
+                        }
                         small
                     } else {
                         buf.split().freeze()

@@ -48,6 +48,19 @@ impl Headers {
         Headers(Vec::new())
     }
 
+    /// A list of `(name, value)` pairs given as text (names lower case), in order.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        pairs
+            .iter()
+            .map(|(n, v)| {
+                (
+                    Bytes::copy_from_slice(n.as_bytes()),
+                    Bytes::copy_from_slice(v.as_bytes()),
+                )
+            })
+            .collect()
+    }
+
     /// An empty list with room for `n` entries.
     pub fn with_capacity(n: usize) -> Self {
         Headers(Vec::with_capacity(n))

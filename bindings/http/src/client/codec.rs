@@ -667,10 +667,7 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> Headers {
-        pairs
-            .iter()
-            .map(|(n, v)| (Bytes::from(n.to_string()), Bytes::from(v.to_string())))
-            .collect()
+        Headers::from_pairs(pairs)
     }
 
     /// What decoding a whole response gave: head, body bytes, how it ended (trailers), and how

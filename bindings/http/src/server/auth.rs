@@ -117,7 +117,6 @@ impl Extractor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use indexmap::IndexMap;
 
     fn map(k: &str, v: &str) -> Option<IndexMap<String, String>> {
@@ -125,10 +124,7 @@ mod tests {
     }
 
     fn headers(pairs: &[(&str, &str)]) -> Headers {
-        pairs
-            .iter()
-            .map(|(n, v)| (Bytes::from(n.to_string()), Bytes::from(v.to_string())))
-            .collect()
+        Headers::from_pairs(pairs)
     }
 
     fn all_sources() -> Extractor {
