@@ -6,89 +6,20 @@
 //! `inventory::submit! { BindingDescriptor::new::<MyFactory>() }`; linking the crate into the
 //! `zilla` binary is all it takes to make the type available.
 
-use std::any::Any;
-use std::fmt;
 use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 
-use crate::config::ConfigError;
-use crate::graph::{BindingId, Graph};
+use crate::catalog::CatalogHandle;
+use crate::config::{parse_value, BindingConfig, ConfigError, ConfigErrors};
+use crate::graph::{Binding, BindingId, Graph};
 use crate::guard::{GuardId, Session};
+use crate::kind::{Kind, Protocols};
+use crate::model::{Model, ModelConfig};
+use crate::plugin::{schema_of, Vault};
 use crate::properties::Properties;
-use crate::stream::{Protocol, Rx, Tx};
-
-/// The `kind` of a binding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// Accepts streams from the outside or from a protocol below it.
-    Server,
-    /// Opens streams towards the outside or a protocol below it.
-    Client,
-    /// Maps streams of one protocol to the same or another.
-    Proxy,
-}
-
-impl Kind {
-    /// Every kind, in the order zilla.yaml documents them.
-    pub const ALL: [Kind; 3] = [Kind::Server, Kind::Client, Kind::Proxy];
-
-    /// The zilla.yaml spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Server => "server",
-            Kind::Client => "client",
-            Kind::Proxy => "proxy",
-        }
-    }
-
-    /// Parses the zilla.yaml spelling.
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The protocols a binding of some kind accepts from whoever routes to it, and emits to its exits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Protocols {
-    /// Protocol name of streams routed to this binding (`None`: nothing can route to it).
-    pub accepts: Option<&'static str>,
-    /// Protocol name of streams it opens to its exits (`None`: it has no exits).
-    pub emits: Option<&'static str>,
-}
-
-impl Protocols {
-    /// Accepts `A`, emits `E`.
-    pub fn new<A: Protocol, E: Protocol>() -> Self {
-        Protocols {
-            accepts: Some(A::NAME),
-            emits: Some(E::NAME),
-        }
-    }
-
-    /// Accepts nothing (a server fed by sockets), emits `E`.
-    pub fn emits<E: Protocol>() -> Self {
-        Protocols {
-            accepts: None,
-            emits: Some(E::NAME),
-        }
-    }
-
-    /// Accepts `A`, has no exits (a client to sockets, or a terminal binding).
-    pub fn accepts<A: Protocol>() -> Self {
-        Protocols {
-            accepts: Some(A::NAME),
-            emits: None,
-        }
-    }
-}
+use crate::resolve::Plugins;
 
 /// A binding type: its config types and how to build it.
 #[diagnostic::on_unimplemented(
@@ -111,8 +42,8 @@ pub trait BindingFactory: Sized + 'static {
     fn protocols(kind: Kind) -> Protocols;
 
     /// Builds the binding. Errors name key paths relative to the document (see
-    /// [`BindingContext::error`]).
-    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>>;
+    /// [`BindingContext::error`]); a single [`ConfigError`] converts with `?`.
+    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors>;
 }
 
 /// A route with its exit and guards resolved.
@@ -194,13 +125,12 @@ pub struct BindingContext<F: BindingFactory> {
     /// True if the binding declared `routes`.
     pub has_routes: bool,
     /// The vault named by `vault`, if any.
-    pub vault: Option<Arc<dyn crate::plugin::Vault>>,
-    /// Resolves guard names found in `options` (e.g. http `authorization`).
-    pub guards: GuardNames,
+    pub vault: Option<Arc<dyn Vault>>,
     /// Engine properties (`-P name=value`).
     pub properties: Arc<Properties>,
     /// Directory of the config file, for relative paths.
     pub config_dir: std::path::PathBuf,
+    plugins: Arc<Plugins>,
 }
 
 impl<F: BindingFactory> BindingContext<F> {
@@ -260,131 +190,123 @@ impl<F: BindingFactory> BindingContext<F> {
     pub fn qualified_name(&self) -> String {
         format!("{}:{}", self.namespace, self.name)
     }
+
+    /// The guard called `name` (plain or `namespace:name`) found in the options at `rel`.
+    pub fn guard(&self, name: &str, rel: &str) -> Result<GuardId, ConfigError> {
+        self.plugins.guard(&self.namespace, name, &self.path(rel))
+    }
+
+    /// The vault called `name` found in the options at `rel`.
+    pub fn vault(&self, name: &str, rel: &str) -> Result<Arc<dyn Vault>, ConfigError> {
+        self.plugins.vault(&self.namespace, name, &self.path(rel))
+    }
+
+    /// The catalog called `name` found in the options at `rel`.
+    pub fn catalog(&self, name: &str, rel: &str) -> Result<CatalogHandle, ConfigError> {
+        self.plugins.catalog(&self.namespace, name, &self.path(rel))
+    }
+
+    /// Builds the model written at `rel` (`options.requests[0].content`): finds its type,
+    /// resolves its catalog and subject, and parses its own keys. Each call builds a new model.
+    pub fn model(&self, config: &ModelConfig, rel: &str) -> Result<Arc<dyn Model>, ConfigError> {
+        self.plugins.model(&self.namespace, config, &self.path(rel))
+    }
 }
 
-/// The guards declared in the config, to resolve names found in a binding's options.
-#[derive(Debug, Clone)]
-pub struct GuardNames {
-    namespace: String,
-    names: Arc<std::collections::HashMap<String, usize>>,
+/// Resolves a binding's exits while the graph is built: the target must exist and accept the
+/// protocol the binding emits.
+pub(crate) trait ResolveExit {
+    fn exit(&self, from: BindingId, name: &str, path: &str) -> Result<BindingId, ConfigError>;
 }
 
-impl GuardNames {
-    pub(crate) fn new(
-        namespace: &str,
-        names: Arc<std::collections::HashMap<String, usize>>,
-    ) -> Self {
-        GuardNames {
-            namespace: namespace.to_string(),
-            names,
+/// The parts of one binding handed to its descriptor's typed build.
+pub(crate) struct RawBinding<'a> {
+    pub(crate) id: BindingId,
+    pub(crate) namespace: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) kind: Kind,
+    pub(crate) config: &'a BindingConfig,
+    pub(crate) exits: &'a dyn ResolveExit,
+    pub(crate) plugins: &'a Arc<Plugins>,
+}
+
+type BuildFn = fn(RawBinding<'_>) -> Result<Box<dyn Binding>, ConfigErrors>;
+
+/// Parses a binding's typed sections with factory `F` and builds it.
+fn build_binding<F: BindingFactory>(raw: RawBinding<'_>) -> Result<Box<dyn Binding>, ConfigErrors> {
+    let base = format!("bindings.{}", raw.name);
+    let mut errors = ConfigErrors::new();
+    let options = match raw.config.options.clone() {
+        Some(v) => errors.take(parse_value::<F::Options>(v, &format!("{base}.options"))),
+        None => None,
+    };
+    let mut routes = Vec::new();
+    for (i, r) in raw.config.routes.iter().enumerate() {
+        let rbase = format!("{base}.routes[{i}]");
+        let mut when = Vec::new();
+        for (j, w) in r.when.iter().enumerate() {
+            when.extend(errors.take(parse_value::<F::When>(
+                w.clone(),
+                &format!("{rbase}.when[{j}]"),
+            )));
+        }
+        let with = match r.with.clone() {
+            Some(v) => errors.take(parse_value::<F::With>(v, &format!("{rbase}.with"))),
+            None => None,
+        };
+        let mut guarded = Vec::new();
+        for (guard, roles) in &r.guarded {
+            let path = format!("{rbase}.guarded.{guard}");
+            if let Some(g) = errors.take(raw.plugins.guard(raw.namespace, guard, &path)) {
+                guarded.push((g, roles.clone()));
+            }
+        }
+        let exit = match &r.exit {
+            Some(name) => errors.take(raw.exits.exit(raw.id, name, &format!("{rbase}.exit"))),
+            None => None,
+        };
+        routes.push(Route {
+            when,
+            guarded,
+            with,
+            exit,
+        });
+    }
+    if let Some(name) = &raw.config.exit {
+        if let Some(id) = errors.take(raw.exits.exit(raw.id, name, &format!("{base}.exit"))) {
+            routes.push(Route {
+                when: Vec::new(),
+                guarded: Vec::new(),
+                with: None,
+                exit: Some(id),
+            });
         }
     }
-
-    /// The guard called `name` (plain or `namespace:name`); the error names `path`.
-    pub fn resolve(&self, name: &str, path: &str) -> Result<GuardId, ConfigError> {
-        crate::graph::lookup(&self.names, &self.namespace, name, "guard", path)
-            .map(GuardId)
-            .map_err(|e| ConfigError { at_key: true, ..e })
+    let vault = match &raw.config.vault {
+        Some(v) => errors.take(
+            raw.plugins
+                .vault(raw.namespace, v, &format!("{base}.vault")),
+        ),
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    F::build(BindingContext {
+        id: raw.id,
+        namespace: raw.namespace.to_string(),
+        name: raw.name.to_string(),
+        kind: raw.kind,
+        options,
+        routes: Routes::new(routes),
+        has_exit: raw.config.exit.is_some(),
+        has_routes: !raw.config.routes.is_empty(),
+        vault,
+        properties: raw.plugins.properties.clone(),
+        config_dir: raw.plugins.config_dir.clone(),
+        plugins: raw.plugins.clone(),
+    })
 }
-
-/// A built binding.
-///
-/// Bindings that accept streams return a handler from [`Binding::handler`]; bindings that
-/// listen on sockets start in [`Binding::attach`] and stop in [`Binding::detach`].
-pub trait Binding: Send + Sync + 'static {
-    /// The handler for streams routed to this binding.
-    fn handler(&self) -> Option<AnyHandler> {
-        None
-    }
-
-    /// Starts listening, once the whole graph exists. Returns the endpoints it listens on
-    /// (`tcp://127.0.0.1:7114`), which `zilla start` prints.
-    fn attach(&self, graph: &Arc<Graph>) -> Result<Vec<String>, String> {
-        let _ = graph;
-        Ok(Vec::new())
-    }
-
-    /// Stops listening. Streams already open are not touched.
-    fn detach(&self) {}
-}
-
-/// A new stream offered to a binding: the opener's `Begin`, its session, and the two halves the
-/// acceptor holds (read the initial direction, write the reply).
-pub struct Stream<P: Protocol> {
-    /// The opener's begin extension.
-    pub begin: P::Begin,
-    /// The authorization session riding on the stream.
-    pub session: Option<Arc<Session>>,
-    /// Trace id for logs and events.
-    pub trace_id: u64,
-    /// Initial direction (from the opener).
-    pub rx: Rx<P>,
-    /// Reply direction (to the opener). Send `Frame::Begin` first.
-    pub tx: Tx<P>,
-}
-
-impl<P: Protocol> Stream<P> {
-    /// The two halves and the trace id. Everything else (the begin, the session) is dropped
-    /// here, so a long-lived stream task does not keep it; destructuring with `..` would keep it
-    /// alive until the task ends.
-    pub fn into_halves(self) -> (Rx<P>, Tx<P>, u64) {
-        (self.rx, self.tx, self.trace_id)
-    }
-}
-
-impl<P: Protocol> fmt::Debug for Stream<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stream")
-            .field("protocol", &P::NAME)
-            .field("trace_id", &self.trace_id)
-            .finish()
-    }
-}
-
-/// Accepts streams of protocol `P`.
-pub trait Handler<P: Protocol>: Send + Sync + 'static {
-    /// Offered a new stream. Decide synchronously whether to take it (route it, spawn its task)
-    /// or refuse it with `Err` (the opener sees a reset, which an http server answers with 404).
-    /// Refusing later is done by dropping the stream's halves before sending a reply `Begin`.
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<P>) -> Result<(), crate::stream::Reset>;
-}
-
-/// A type-erased `Arc<dyn Handler<P>>` with its protocol name.
-pub struct AnyHandler {
-    protocol: &'static str,
-    handler: Box<dyn Any + Send + Sync>,
-}
-
-impl fmt::Debug for AnyHandler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AnyHandler")
-            .field("protocol", &self.protocol)
-            .finish()
-    }
-}
-
-impl AnyHandler {
-    /// Erases a handler of protocol `P`.
-    pub fn new<P: Protocol>(handler: Arc<dyn Handler<P>>) -> Self {
-        AnyHandler {
-            protocol: P::NAME,
-            handler: Box::new(handler),
-        }
-    }
-
-    /// The protocol it accepts.
-    pub fn protocol(&self) -> &'static str {
-        self.protocol
-    }
-
-    /// The handler, if it accepts `P`.
-    pub fn get<P: Protocol>(&self) -> Option<&Arc<dyn Handler<P>>> {
-        self.handler.downcast_ref()
-    }
-}
-
-type BuildFn = fn(crate::graph::RawBinding<'_>) -> Result<Box<dyn Binding>, Vec<ConfigError>>;
 
 /// A registered binding type, collected with `inventory`.
 #[derive(Debug)]
@@ -414,13 +336,9 @@ impl BindingDescriptor {
             options_schema: schema_of::<F::Options>,
             when_schema: schema_of::<F::When>,
             with_schema: schema_of::<F::With>,
-            build: crate::graph::build_binding::<F>,
+            build: build_binding::<F>,
         }
     }
-}
-
-pub(crate) fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
-    g.subschema_for::<T>()
 }
 
 inventory::collect!(BindingDescriptor);

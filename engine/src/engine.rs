@@ -8,8 +8,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::build::{build, BuildEnv};
 use crate::config::{Config, Diagnostic, Diagnostics};
-use crate::graph::{self, BuildEnv, Graph, Workers};
+use crate::graph::{AttachError, Graph, Workers};
+use crate::plugin::Exporter;
 use crate::properties::Properties;
 
 /// Why the engine could not start.
@@ -18,7 +20,7 @@ pub enum StartError {
     /// The config is invalid (every error found).
     Config(Diagnostics),
     /// A binding could not start (for example: port already in use).
-    Attach(String),
+    Attach(AttachError),
 }
 
 impl std::fmt::Display for StartError {
@@ -42,7 +44,7 @@ pub enum Reload {
     /// The new config is invalid; the running one keeps serving.
     Invalid(Diagnostics),
     /// The new config could not start; the running one keeps serving.
-    AttachFailed(String),
+    AttachFailed(AttachError),
 }
 
 /// The engine: one config file, one live graph at a time.
@@ -53,6 +55,7 @@ pub struct Engine {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     workers: Workers,
+    exporters: Vec<Arc<dyn Exporter>>,
     current: Mutex<Option<(Arc<Graph>, String)>>,
 }
 
@@ -70,14 +73,16 @@ pub struct Started {
 impl Engine {
     /// An engine for the config file at `path`, accepting on the current runtime.
     pub fn new(path: impl Into<PathBuf>, properties: Properties) -> Arc<Engine> {
-        Engine::with_workers(path, properties, Workers::default())
+        Engine::with_workers(path, properties, Workers::default(), Vec::new())
     }
 
-    /// An engine for the config file at `path`, accepting on `workers`.
+    /// An engine for the config file at `path`, accepting on `workers`, reporting events to
+    /// `exporters` besides those the config declares.
     pub fn with_workers(
         path: impl Into<PathBuf>,
         properties: Properties,
         workers: Workers,
+        exporters: Vec<Arc<dyn Exporter>>,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             path: path.into(),
@@ -85,6 +90,7 @@ impl Engine {
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             workers,
+            exporters,
             current: Mutex::new(None),
         })
     }
@@ -125,8 +131,9 @@ impl Engine {
             tracker: self.tracker.clone(),
             shutdown: self.shutdown.clone(),
             workers: self.workers.clone(),
+            exporters: self.exporters.clone(),
         };
-        let graph = graph::build(&config, &env)?;
+        let graph = build(&config, &env)?;
         Ok((config, graph))
     }
 

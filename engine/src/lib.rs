@@ -2,32 +2,49 @@
 //!
 //! This crate names no protocol. Bindings, guards, vaults, catalogs, models and exporters are
 //! plugin crates that register themselves with `inventory`; see `docs/ARCHITECTURE.md`.
+//!
+//! Modules are private; everything a plugin or an embedder uses is re-exported here, once.
 
-pub mod binding;
+mod binding;
+mod build;
+mod catalog;
 pub mod config;
-pub mod engine;
-pub mod graph;
-pub mod guard;
-pub mod pattern;
-pub mod plugin;
-pub mod properties;
-pub mod schema;
-pub mod stream;
+mod engine;
+mod graph;
+mod guard;
+mod kind;
+mod model;
+mod pattern;
+mod plugin;
+mod properties;
+mod resolve;
+mod schema;
+mod stream;
 
 pub use binding::{
-    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, Handler, Kind, Nothing,
-    Protocols, Route, Routes, Stream,
+    binding_types, BindingContext, BindingDescriptor, BindingFactory, Nothing, Route, Routes,
 };
-pub use config::ConfigError;
+pub use build::{build, registered, BuildEnv, Registered};
+pub use catalog::{Catalog, CatalogHandle, CatalogId, SchemaRef, SchemaSelector};
+pub use config::{ConfigError, ConfigErrors};
 pub use engine::{Engine, Reload, StartError, Started};
-pub use graph::{BindingId, Graph, Workers};
-pub use guard::{Guard, GuardId, Session};
-pub use plugin::{
-    CatalogDescriptor, Event, Exporter, ExporterDescriptor, GuardDescriptor, ModelDescriptor,
-    PluginContext, PluginFactory, VaultDescriptor,
+pub use graph::{
+    handler_binding, AnyHandler, AttachError, Binding, BindingId, Graph, Handler, Stream, Workers,
+    DEFAULT_WINDOW,
 };
-pub use properties::Properties;
-pub use stream::{flags, Data, Ext, Frame, Protocol, Reset, Rx, Signal, Tx};
+pub use guard::{Guard, GuardId, Session};
+pub use kind::{Kind, Protocols};
+pub use model::{
+    model_types, Invalid, Model, ModelConfig, ModelContext, ModelDescriptor, ModelFactory, Why,
+};
+pub use pattern::glob_match;
+pub use plugin::{
+    plugin_types, CatalogDescriptor, Event, Exporter, ExporterDescriptor, GuardDescriptor,
+    KeyEntry, PluginContext, PluginDescriptor, PluginFactory, Vault, VaultDescriptor, VaultId,
+};
+pub use properties::{parse_duration, Properties};
+pub use schema::schema;
+pub use stream::{direction, flags, Data, Frame, Protocol, Reset, Rx, Signal, Tx};
 
 /// Re-exported so plugin crates register with the same `inventory` version as the engine.
 pub use inventory;

@@ -1,7 +1,9 @@
-//! Non-binding plugins (guards, vaults, catalogs, models, exporters): one registration mechanism.
+//! Named plugins (guards, vaults, catalogs, exporters): one registration mechanism.
 //!
 //! Each is a [`PluginFactory`] for its handler trait, registered with
-//! `inventory::submit! { GuardDescriptor::new::<MyGuard>() }` (or `VaultDescriptor`, ...).
+//! `inventory::submit! { GuardDescriptor::new::<MyGuard>() }` (or `VaultDescriptor`,
+//! `CatalogDescriptor`, `ExporterDescriptor`). Models are not named in zilla.yaml; they have
+//! their own factory (`crate::ModelFactory`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -12,17 +14,14 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use crate::config::{parse_value, ConfigError};
+use crate::catalog::Catalog;
+use crate::config::{parse_value, ConfigError, ConfigErrors};
 use crate::guard::{Guard, GuardId};
 use crate::properties::Properties;
 
 /// Index of a vault in the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VaultId(pub usize);
-
-/// Index of a catalog in the graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CatalogId(pub usize);
 
 /// What a plugin's build function gets.
 #[derive(Debug)]
@@ -37,6 +36,8 @@ pub struct PluginContext {
     pub properties: Arc<Properties>,
     /// Directory of the config file, for relative paths.
     pub config_dir: PathBuf,
+    /// The vault named by the plugin's `vault` key (catalogs: TLS material for a registry).
+    pub vault: Option<Arc<dyn Vault>>,
 }
 
 impl PluginContext {
@@ -62,8 +63,8 @@ pub trait PluginFactory<T: ?Sized>: 'static {
     const TYPE: &'static str;
     /// The `options` section.
     type Options: DeserializeOwned + JsonSchema;
-    /// Builds the handler.
-    fn build(cx: &PluginContext, options: Option<Self::Options>) -> Result<Arc<T>, ConfigError>;
+    /// Builds the handler. Errors name key paths under the plugin ([`PluginContext::error`]).
+    fn build(cx: &PluginContext, options: Option<Self::Options>) -> Result<Arc<T>, ConfigErrors>;
 }
 
 /// A registered plugin type.
@@ -72,7 +73,7 @@ pub struct PluginDescriptor<T: ?Sized + 'static> {
     pub type_name: &'static str,
     /// Schema of `options`.
     pub options_schema: fn(&mut SchemaGenerator) -> Schema,
-    build: fn(&PluginContext, Option<Value>) -> Result<Arc<T>, ConfigError>,
+    build: fn(&PluginContext, Option<Value>) -> Result<Arc<T>, ConfigErrors>,
 }
 
 impl<T: ?Sized + 'static> fmt::Debug for PluginDescriptor<T> {
@@ -88,13 +89,17 @@ impl<T: ?Sized + 'static> PluginDescriptor<T> {
     pub const fn new<F: PluginFactory<T>>() -> Self {
         PluginDescriptor {
             type_name: F::TYPE,
-            options_schema: crate::binding::schema_of::<F::Options>,
+            options_schema: schema_of::<F::Options>,
             build: build_plugin::<T, F>,
         }
     }
 
     /// Parses `options` and builds the handler.
-    pub fn build(&self, cx: &PluginContext, options: Option<Value>) -> Result<Arc<T>, ConfigError> {
+    pub fn build(
+        &self,
+        cx: &PluginContext,
+        options: Option<Value>,
+    ) -> Result<Arc<T>, ConfigErrors> {
         (self.build)(cx, options)
     }
 }
@@ -102,7 +107,7 @@ impl<T: ?Sized + 'static> PluginDescriptor<T> {
 fn build_plugin<T: ?Sized + 'static, F: PluginFactory<T>>(
     cx: &PluginContext,
     options: Option<Value>,
-) -> Result<Arc<T>, ConfigError> {
+) -> Result<Arc<T>, ConfigErrors> {
     let options = match options {
         Some(v) => Some(parse_value::<F::Options>(
             v,
@@ -143,20 +148,6 @@ pub struct KeyEntry {
     pub chain: Vec<Bytes>,
 }
 
-/// A catalog: schemas by subject and version.
-pub trait Catalog: Send + Sync + fmt::Debug + 'static {
-    /// The id of the schema registered for `subject` at `version` (`latest` allowed).
-    fn resolve(&self, subject: &str, version: &str) -> Option<u32>;
-    /// The schema text of `id`.
-    fn schema(&self, id: u32) -> Option<Arc<str>>;
-}
-
-/// A model: validates (and may transform) message payloads.
-pub trait Model: Send + Sync + fmt::Debug + 'static {
-    /// Validates one whole payload; `Err` describes why it was rejected.
-    fn validate(&self, payload: &Bytes) -> Result<Bytes, String>;
-}
-
 /// An engine or binding event, as exporters see it.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -186,14 +177,11 @@ pub type VaultDescriptor = PluginDescriptor<dyn Vault>;
 pub type CatalogDescriptor = PluginDescriptor<dyn Catalog>;
 /// A registered exporter type.
 pub type ExporterDescriptor = PluginDescriptor<dyn Exporter>;
-/// A registered model type.
-pub type ModelDescriptor = PluginDescriptor<dyn Model>;
 
 inventory::collect!(GuardDescriptor);
 inventory::collect!(VaultDescriptor);
 inventory::collect!(CatalogDescriptor);
 inventory::collect!(ExporterDescriptor);
-inventory::collect!(ModelDescriptor);
 
 /// Every registered plugin of handler trait `T`, sorted by type name.
 pub fn plugin_types<T: ?Sized + 'static>() -> Vec<&'static PluginDescriptor<T>>
@@ -203,4 +191,8 @@ where
     let mut all: Vec<_> = inventory::iter::<PluginDescriptor<T>>.into_iter().collect();
     all.sort_by_key(|d| d.type_name);
     all
+}
+
+pub(crate) fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
 }

@@ -4,8 +4,9 @@ use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
 use crate::binding::binding_types;
+use crate::catalog::Catalog;
 use crate::guard::Guard;
-use crate::plugin::{plugin_types, Catalog, Exporter, PluginDescriptor, Vault};
+use crate::plugin::{plugin_types, Exporter, PluginDescriptor, Vault};
 
 const NAME_PATTERN: &str = r"^[a-zA-Z]+[a-zA-Z0-9\._\-]*$";
 const EXPRESSION_PATTERN: &str = r"^.*\$\{\{\s*env\.[^\s}]*\s*\}\}.*$";
@@ -60,10 +61,10 @@ pub fn schema() -> Value {
             "additionalProperties": false
         }));
     }
-    let guards = plugins::<dyn Guard>(&mut generator);
-    let vaults = plugins::<dyn Vault>(&mut generator);
-    let catalogs = plugins::<dyn Catalog>(&mut generator);
-    let exporters = plugins::<dyn Exporter>(&mut generator);
+    let guards = plugins::<dyn Guard>(&mut generator, false);
+    let vaults = plugins::<dyn Vault>(&mut generator, false);
+    let catalogs = plugins::<dyn Catalog>(&mut generator, true);
+    let exporters = plugins::<dyn Exporter>(&mut generator, false);
     let defs: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     let mut root = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -105,14 +106,17 @@ fn named_map(variants: Vec<Value>) -> Value {
     })
 }
 
-fn plugins<T: ?Sized + 'static>(generator: &mut schemars::SchemaGenerator) -> Vec<Value>
+fn plugins<T: ?Sized + 'static>(
+    generator: &mut schemars::SchemaGenerator,
+    with_vault: bool,
+) -> Vec<Value>
 where
     PluginDescriptor<T>: inventory::Collect,
 {
     plugin_types::<T>()
         .into_iter()
         .map(|d| {
-            json!({
+            let mut v = json!({
                 "title": d.type_name,
                 "type": "object",
                 "properties": {
@@ -121,7 +125,12 @@ where
                 },
                 "required": ["type"],
                 "additionalProperties": false
-            })
+            });
+            if with_vault {
+                v["properties"]["vault"] =
+                    json!({ "type": "string", "description": "Vault holding TLS material." });
+            }
+            v
         })
         .collect()
 }

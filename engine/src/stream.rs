@@ -12,7 +12,6 @@
 //! `Abort`; an [`Rx`] dropped before it saw the terminal frame resets the writer. Task
 //! cancellation, errors and panics therefore never leave a stream half open.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
@@ -32,10 +31,14 @@ pub trait Protocol: Send + Sync + 'static {
     type Begin: Send + 'static;
     /// Extension carried by every `Data` frame (use `()` when there is none).
     type Data: Send + Default + 'static;
+    /// Extension an `End` may carry (http trailers, a last SSE id); `()` when there is none.
+    type End: Send + 'static;
+    /// Extension a refusal may carry: a reader's reset, or a writer's `Abort` before its reply
+    /// began (the status an http server answers with); `()` when there is none.
+    type Reset: Send + 'static;
+    /// Extension a challenge carries (what the client must send back); `()` when there is none.
+    type Challenge: Send + 'static;
 }
-
-/// An optional extension on a rare frame (`End`, `Abort`, `Flush`, reset, challenge).
-pub type Ext = Option<Box<dyn Any + Send>>;
 
 /// Flag bits of a [`Data`] frame: a message may span several frames from `INIT` to `FIN`.
 pub mod flags {
@@ -76,11 +79,11 @@ pub enum Frame<P: Protocol> {
     /// Payload.
     Data(Data<P::Data>),
     /// "Push what you have": an advisory without payload.
-    Flush(Ext),
+    Flush,
     /// Clean close of the direction.
-    End(Ext),
-    /// Failed close of the direction.
-    Abort(Ext),
+    End(Option<P::End>),
+    /// Failed close of the direction, with the refusal it stands for, if any.
+    Abort(Option<P::Reset>),
 }
 
 impl<P: Protocol> Frame<P> {
@@ -89,6 +92,15 @@ impl<P: Protocol> Frame<P> {
         match self {
             Frame::Data(d) => FRAME_COST + d.payload.as_ref().map_or(0, Bytes::len),
             _ => FRAME_COST,
+        }
+    }
+
+    /// The refusal an `Abort` carries (`None` for any other frame): what a reader that was
+    /// waiting for a reply `Begin` answers with.
+    pub fn refusal(self) -> Option<P::Reset> {
+        match self {
+            Frame::Abort(ext) => ext,
+            _ => None,
         }
     }
 
@@ -101,7 +113,7 @@ impl<P: Protocol> Frame<P> {
         match self {
             Frame::Begin(_) => "BEGIN",
             Frame::Data(_) => "DATA",
-            Frame::Flush(_) => "FLUSH",
+            Frame::Flush => "FLUSH",
             Frame::End(_) => "END",
             Frame::Abort(_) => "ABORT",
         }
@@ -123,31 +135,57 @@ impl<P: Protocol> fmt::Debug for Frame<P> {
 }
 
 /// What the reader of a direction can tell its writer.
-#[derive(Debug)]
-pub enum Signal {
+pub enum Signal<P: Protocol> {
     /// The reader refused the direction.
-    Reset(Reset),
-    /// The reader asks the writer to challenge its client (with an extension).
-    Challenge(Ext),
+    Reset(Reset<P>),
+    /// The reader asks the writer to challenge its client.
+    Challenge(Option<P::Challenge>),
+}
+
+impl<P: Protocol> fmt::Debug for Signal<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Signal::Reset(_) => f.write_str("Reset"),
+            Signal::Challenge(_) => f.write_str("Challenge"),
+        }
+    }
 }
 
 /// The reader refused the direction (Zilla's RESET), with an optional extension such as the
 /// status an http server should answer with.
-pub struct Reset(pub Ext);
+pub struct Reset<P: Protocol>(pub Option<P::Reset>);
 
-impl fmt::Debug for Reset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Reset")
+impl<P: Protocol> Reset<P> {
+    /// A refusal without an extension.
+    pub fn none() -> Self {
+        Reset(None)
+    }
+
+    /// A refusal carrying `ext`.
+    pub fn with(ext: P::Reset) -> Self {
+        Reset(Some(ext))
+    }
+
+    /// The same refusal on a stream of protocol `Q` whose refusals carry the same extension
+    /// (an sse stream refused because its http request was).
+    pub fn relay<Q: Protocol<Reset = P::Reset>>(self) -> Reset<Q> {
+        Reset(self.0)
     }
 }
 
-impl fmt::Display for Reset {
+impl<P: Protocol> fmt::Debug for Reset<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Reset({})", P::NAME)
+    }
+}
+
+impl<P: Protocol> fmt::Display for Reset<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("stream reset by its reader")
     }
 }
 
-impl std::error::Error for Reset {}
+impl<P: Protocol> std::error::Error for Reset<P> {}
 
 struct State<P: Protocol> {
     /// The oldest queued frame, kept inline: most directions hold at most one frame at a time,
@@ -159,8 +197,8 @@ struct State<P: Protocol> {
     writer: Option<Waker>,
     reader: Option<Waker>,
     reset: bool,
-    reset_ext: Ext,
-    challenges: VecDeque<Ext>,
+    reset_ext: Option<P::Reset>,
+    challenges: VecDeque<Option<P::Challenge>>,
 }
 
 struct Pipe<P: Protocol> {
@@ -218,7 +256,7 @@ impl<P: Protocol> fmt::Debug for Tx<P> {
 impl<P: Protocol> Tx<P> {
     /// Polls for credit: ready when the direction has room for another frame, or with the
     /// reset if the reader refused the direction.
-    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Reset>> {
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Reset<P>>> {
         let mut s = self.pipe.lock();
         if s.reset {
             return Poll::Ready(Err(Reset(s.reset_ext.take())));
@@ -231,13 +269,13 @@ impl<P: Protocol> Tx<P> {
     }
 
     /// Waits for credit (see [`Tx::poll_ready`]). Cancel-safe.
-    pub async fn ready(&mut self) -> Result<(), Reset> {
+    pub async fn ready(&mut self) -> Result<(), Reset<P>> {
         poll_fn(|cx| self.poll_ready(cx)).await
     }
 
     /// Adds a frame now, whatever the credit: call after [`Tx::ready`] so the overshoot is at
     /// most one frame.
-    pub fn push(&mut self, frame: Frame<P>) -> Result<(), Reset> {
+    pub fn push(&mut self, frame: Frame<P>) -> Result<(), Reset<P>> {
         if self.done {
             return Err(Reset(None));
         }
@@ -263,28 +301,28 @@ impl<P: Protocol> Tx<P> {
     }
 
     /// Waits for credit, then adds the frame.
-    pub async fn send(&mut self, frame: Frame<P>) -> Result<(), Reset> {
+    pub async fn send(&mut self, frame: Frame<P>) -> Result<(), Reset<P>> {
         self.ready().await?;
         self.push(frame)
     }
 
     /// Sends a complete data message.
-    pub async fn data(&mut self, payload: Bytes) -> Result<(), Reset> {
+    pub async fn data(&mut self, payload: Bytes) -> Result<(), Reset<P>> {
         self.send(Frame::Data(Data::bytes(payload))).await
     }
 
     /// Closes the direction cleanly. Terminal frames need no credit.
-    pub fn end(mut self, ext: Ext) {
+    pub fn end(mut self, ext: Option<P::End>) {
         let _ = self.push(Frame::End(ext));
     }
 
     /// Closes the direction as failed.
-    pub fn abort(mut self, ext: Ext) {
+    pub fn abort(mut self, ext: Option<P::Reset>) {
         let _ = self.push(Frame::Abort(ext));
     }
 
     /// Polls for the reader's refusal of this direction.
-    pub fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<Reset> {
+    pub fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<Reset<P>> {
         let mut s = self.pipe.lock();
         if s.reset {
             return Poll::Ready(Reset(s.reset_ext.take()));
@@ -295,7 +333,7 @@ impl<P: Protocol> Tx<P> {
 
     /// Resolves when the reader refuses this direction (its [`Rx`] was reset or dropped).
     /// Cancel-safe: use it in `select!` beside reads of the writer's own source.
-    pub async fn reset(&mut self) -> Reset {
+    pub async fn reset(&mut self) -> Reset<P> {
         poll_fn(|cx| self.poll_reset(cx)).await
     }
 
@@ -305,7 +343,7 @@ impl<P: Protocol> Tx<P> {
     }
 
     /// Polls for a challenge from the reader (for example: the guard session is expiring).
-    pub fn poll_challenge(&mut self, cx: &mut Context<'_>) -> Poll<Ext> {
+    pub fn poll_challenge(&mut self, cx: &mut Context<'_>) -> Poll<Option<P::Challenge>> {
         let mut s = self.pipe.lock();
         if let Some(ext) = s.challenges.pop_front() {
             return Poll::Ready(ext);
@@ -315,12 +353,12 @@ impl<P: Protocol> Tx<P> {
     }
 
     /// Resolves with the next challenge sent by the reader. Cancel-safe.
-    pub async fn challenged(&mut self) -> Ext {
+    pub async fn challenged(&mut self) -> Option<P::Challenge> {
         poll_fn(|cx| self.poll_challenge(cx)).await
     }
 
     /// Polls for the next word from the reader: a reset, or a challenge.
-    pub fn poll_signal(&mut self, cx: &mut Context<'_>) -> Poll<Signal> {
+    pub fn poll_signal(&mut self, cx: &mut Context<'_>) -> Poll<Signal<P>> {
         let mut s = self.pipe.lock();
         if s.reset {
             return Poll::Ready(Signal::Reset(Reset(s.reset_ext.take())));
@@ -334,7 +372,7 @@ impl<P: Protocol> Tx<P> {
 
     /// Resolves with the next word from the reader (reset or challenge). Cancel-safe; use it in
     /// `select!` when both matter.
-    pub async fn signal(&mut self) -> Signal {
+    pub async fn signal(&mut self) -> Signal<P> {
         poll_fn(|cx| self.poll_signal(cx)).await
     }
 }
@@ -414,11 +452,11 @@ impl<P: Protocol> Rx<P> {
     }
 
     /// Refuses the direction: frames not yet read are dropped and the writer sees a reset.
-    pub fn reset(mut self, ext: Ext) {
+    pub fn reset(mut self, ext: Option<P::Reset>) {
         self.refuse(ext);
     }
 
-    fn refuse(&mut self, ext: Ext) {
+    fn refuse(&mut self, ext: Option<P::Reset>) {
         if self.done {
             return;
         }
@@ -440,7 +478,7 @@ impl<P: Protocol> Rx<P> {
     }
 
     /// Challenges the writer (it sees it through [`Tx::challenged`]).
-    pub fn challenge(&self, ext: Ext) {
+    pub fn challenge(&self, ext: Option<P::Challenge>) {
         let waker = {
             let mut s = self.pipe.lock();
             if s.challenges.len() >= 4 {
@@ -490,6 +528,9 @@ mod tests {
         const NAME: &'static str = "test";
         type Begin = ();
         type Data = ();
+        type End = ();
+        type Reset = ();
+        type Challenge = ();
     }
 
     #[tokio::test]

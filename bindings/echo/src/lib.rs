@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use proto_tcp::{Tcp, TcpBegin};
 use zilla_engine::{
-    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError, Frame,
-    Graph, Handler, Kind, Nothing, Protocols, Reset, Stream,
+    handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigErrors,
+    Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Stream,
 };
 
 /// The `echo` binding type.
@@ -34,24 +34,16 @@ impl BindingFactory for EchoFactory {
         Protocols::accepts::<Tcp>()
     }
 
-    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
-        cx.forbid_exit().map_err(|e| vec![e])?;
-        Ok(Box::new(Echo(Arc::new(EchoHandler))))
-    }
-}
-
-struct Echo(Arc<EchoHandler>);
-
-impl Binding for Echo {
-    fn handler(&self) -> Option<AnyHandler> {
-        Some(AnyHandler::new::<Tcp>(self.0.clone()))
+    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
+        cx.forbid_exit()?;
+        Ok(handler_binding::<Tcp, _>(Arc::new(EchoHandler)))
     }
 }
 
 struct EchoHandler;
 
 impl Handler<Tcp> for EchoHandler {
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset> {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset<Tcp>> {
         graph.spawn(echo(stream));
         Ok(())
     }
@@ -76,8 +68,8 @@ async fn echo(stream: Stream<Tcp>) {
                     return;
                 }
             }
-            Some(Frame::Flush(ext)) => {
-                let _ = tx.push(Frame::Flush(ext));
+            Some(Frame::Flush) => {
+                let _ = tx.push(Frame::Flush);
             }
             Some(Frame::End(ext)) => return tx.end(ext),
             Some(Frame::Abort(ext)) => return tx.abort(ext),

@@ -31,8 +31,8 @@ use proto_filesystem::{
 };
 use tokio::io::AsyncReadExt;
 use zilla_engine::{
-    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError, Frame,
-    Graph, Handler, Kind, Nothing, Protocols, Reset, Rx, Stream, Tx,
+    handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError,
+    ConfigErrors, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Rx, Stream, Tx,
 };
 
 mod config;
@@ -64,8 +64,8 @@ impl BindingFactory for FilesystemFactory {
         Protocols::accepts::<Filesystem>()
     }
 
-    fn build(mut cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
-        let mut errors = Vec::new();
+    fn build(mut cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
+        let mut errors = ConfigErrors::new();
         if let Err(e) = cx.forbid_exit() {
             errors.push(e);
         }
@@ -105,11 +105,13 @@ impl BindingFactory for FilesystemFactory {
                 "filesystem location is not a directory (yet): every request answers 404"
             );
         }
-        Ok(Box::new(FilesystemServer(Arc::new(FilesystemHandler {
-            name: cx.qualified_name(),
-            location,
-            symlinks: options.symlinks,
-        }))))
+        Ok(handler_binding::<Filesystem, _>(Arc::new(
+            FilesystemHandler {
+                name: cx.qualified_name(),
+                location,
+                symlinks: options.symlinks,
+            },
+        )))
     }
 }
 
@@ -158,14 +160,6 @@ fn location(text: &str, root: Option<&str>) -> Result<PathBuf, String> {
     Ok(base.join(path))
 }
 
-struct FilesystemServer(Arc<FilesystemHandler>);
-
-impl Binding for FilesystemServer {
-    fn handler(&self) -> Option<AnyHandler> {
-        Some(AnyHandler::new::<Filesystem>(self.0.clone()))
-    }
-}
-
 struct FilesystemHandler {
     name: String,
     location: PathBuf,
@@ -173,7 +167,11 @@ struct FilesystemHandler {
 }
 
 impl Handler<Filesystem> for FilesystemHandler {
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<Filesystem>) -> Result<(), Reset> {
+    fn open(
+        &self,
+        graph: &Arc<Graph>,
+        stream: Stream<Filesystem>,
+    ) -> Result<(), Reset<Filesystem>> {
         let FilesystemBegin::Request(request) = &stream.begin else {
             // A reply where a request belongs: nothing to serve.
             return Err(Reset(None));

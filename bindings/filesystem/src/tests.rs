@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use proto_filesystem::{FileRequest, FileStatus, Filesystem, FilesystemBegin, Operation};
 use zilla_engine::config::Config;
-use zilla_engine::graph::{build, BuildEnv};
+use zilla_engine::{build, BuildEnv};
 use zilla_engine::{BindingId, Frame, Graph, Properties};
 
 fn graph(location: &str, extra: &str) -> Arc<Graph> {

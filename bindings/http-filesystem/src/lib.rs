@@ -39,8 +39,9 @@ use proto_filesystem::{
 };
 use proto_http::{Headers, Http, HttpBegin, HttpReset};
 use zilla_engine::{
-    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError, Data,
-    Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Stream, Tx,
+    handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError,
+    ConfigErrors, Data, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Stream,
+    Tx,
 };
 
 mod config;
@@ -66,8 +67,8 @@ impl BindingFactory for HttpFilesystemFactory {
         Protocols::new::<Http, Filesystem>()
     }
 
-    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
-        let mut errors = Vec::new();
+    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
+        let mut errors = ConfigErrors::new();
         if let Err(e) = cx.require_exit() {
             errors.push(ConfigError {
                 message: format!("{} (the filesystem server to read files from)", e.message),
@@ -108,18 +109,10 @@ impl BindingFactory for HttpFilesystemFactory {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Box::new(HttpFilesystemProxy(Arc::new(ProxyHandler {
+        Ok(handler_binding::<Http, _>(Arc::new(ProxyHandler {
             name: cx.qualified_name(),
             routes: cx.routes,
-        }))))
-    }
-}
-
-struct HttpFilesystemProxy(Arc<ProxyHandler>);
-
-impl Binding for HttpFilesystemProxy {
-    fn handler(&self) -> Option<AnyHandler> {
-        Some(AnyHandler::new::<Http>(self.0.clone()))
+        })))
     }
 }
 
@@ -128,13 +121,8 @@ struct ProxyHandler {
     routes: Routes<HttpFilesystemCondition, HttpFilesystemWith>,
 }
 
-/// Refuses the request with `status`; the http server answers it with an empty body.
-fn refuse(status: u16, headers: Headers) -> Reset {
-    Reset(Some(Box::new(HttpReset { status, headers })))
-}
-
 impl Handler<Http> for ProxyHandler {
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<Http>) -> Result<(), Reset> {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Http>) -> Result<(), Reset<Http>> {
         let headers = &stream.begin.headers;
         let method = headers.get_str(":method").unwrap_or_default();
         let full = headers.get_str(":path").unwrap_or_default();
@@ -143,7 +131,7 @@ impl Handler<Http> for ProxyHandler {
             w.matches(method, path).is_some()
         }) else {
             tracing::debug!(binding = self.name, method, path, "no route");
-            return Err(refuse(404, Headers::new()));
+            return Err(HttpReset::refuse(404));
         };
         let operation = match method {
             "GET" => Operation::Read,
@@ -151,10 +139,13 @@ impl Handler<Http> for ProxyHandler {
             _ => {
                 let mut allow = Headers::new();
                 allow.set("allow", "GET, HEAD");
-                return Err(refuse(405, allow));
+                return Err(Reset::with(HttpReset {
+                    status: 405,
+                    headers: allow,
+                }));
             }
         };
-        let exit = route.exit.ok_or_else(|| refuse(404, Headers::new()))?;
+        let exit = route.exit.ok_or_else(|| HttpReset::refuse(404))?;
         let params = route
             .when
             .iter()
@@ -175,7 +166,7 @@ impl Handler<Http> for ProxyHandler {
                 FilesystemBegin::Request(request),
                 stream.session.clone(),
             )
-            .map_err(|_| refuse(404, Headers::new()))?;
+            .map_err(|_| HttpReset::refuse(404))?;
         graph.spawn(proxy(stream, fs_tx, fs_rx, operation));
         Ok(())
     }
@@ -216,7 +207,7 @@ async fn proxy(
             frame = http_rx.recv(), if !request_done => {
                 match frame {
                     // A request body is not used; it is read and dropped.
-                    Some(Frame::Data(_) | Frame::Flush(_) | Frame::Begin(_)) => {}
+                    Some(Frame::Data(_) | Frame::Flush | Frame::Begin(_)) => {}
                     Some(Frame::End(_)) | None => request_done = true,
                     // The request failed: give up on the response.
                     Some(Frame::Abort(_)) => return,
@@ -246,7 +237,7 @@ async fn proxy(
                     return;
                 }
             }
-            Some(Frame::Flush(_)) => {}
+            Some(Frame::Flush) => {}
             Some(Frame::End(_)) if began => {
                 while http_rx.try_recv().is_some() {}
                 return http_tx.end(None);

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use proto_http::{Headers, Http, HttpBegin, HttpReset};
+use proto_http::{Headers, Http, HttpBegin};
 use zilla_engine::config::Config;
-use zilla_engine::graph::{build, BuildEnv};
+use zilla_engine::{build, BuildEnv};
 use zilla_engine::{BindingId, Frame, Graph, Properties};
 
 use binding_filesystem as _;
@@ -100,8 +100,7 @@ async fn request(graph: &Arc<Graph>, method: &str, path: &str, extra: &[(&str, &
     let (tx, mut rx) = match graph.open::<Http>(BindingId(0), HttpBegin { headers }, None) {
         Ok(halves) => halves,
         Err(reset) => {
-            let ext = reset.0.expect("reset carries the status");
-            let r = ext.downcast::<HttpReset>().expect("an HttpReset");
+            let r = reset.0.expect("reset carries the status");
             return Outcome::Refused(r.status, r.headers);
         }
     };
@@ -354,7 +353,7 @@ fn http_dates_are_imf_fixdate() {
 #[test]
 fn schema_describes_every_key() {
     use binding_filesystem as _;
-    let schema = zilla_engine::schema::schema().to_string();
+    let schema = zilla_engine::schema().to_string();
     for text in [
         "Pattern for the request path without its query",
         "Request method the route is restricted to",

@@ -9,7 +9,7 @@ mod server;
 use proto_http::Http;
 use proto_tcp::Tcp;
 use zilla_engine::{
-    Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError, Kind, Protocols,
+    Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigErrors, Kind, Protocols,
 };
 
 pub use config::{HttpCondition, HttpOptions, HttpVersion, HttpWith};
@@ -34,7 +34,7 @@ impl BindingFactory for HttpFactory {
         }
     }
 
-    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
+    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
         match cx.kind {
             Kind::Server => server::build(cx),
             _ => client::build(cx),

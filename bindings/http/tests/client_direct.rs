@@ -8,12 +8,12 @@ use std::time::Duration;
 use binding_http as _;
 use binding_tcp as _;
 use bytes::Bytes;
-use proto_http::{Headers, Http, HttpBegin, HttpTrailers};
+use proto_http::{Headers, Http, HttpBegin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use zilla_engine::config::Config;
-use zilla_engine::graph::{build, BuildEnv};
+use zilla_engine::{build, BuildEnv};
 use zilla_engine::{BindingId, Frame, Graph, Properties, Rx, Tx};
 
 /// Builds a graph `http0 (http client) -> tcp0 (tcp client, no options)` with `properties`.
@@ -98,11 +98,9 @@ async fn read_reply(rx: &mut Rx<Http>) -> Reply {
             Some(Frame::Data(d)) => {
                 body.extend_from_slice(d.payload.as_deref().unwrap_or_default())
             }
-            Some(Frame::Flush(_)) => {}
+            Some(Frame::Flush) => {}
             Some(Frame::End(ext)) => {
-                let trailers = ext
-                    .and_then(|e| e.downcast::<HttpTrailers>().ok())
-                    .map(|t| t.0);
+                let trailers = ext.map(|t| t.0);
                 return Reply {
                     begin: begin.expect("begin before end"),
                     body,
@@ -352,7 +350,7 @@ async fn chunked_events_are_forwarded_one_by_one_then_trailers() {
     go_tx.send(()).unwrap();
     match next(&mut rx).await {
         Some(Frame::End(Some(ext))) => {
-            let trailers = ext.downcast::<HttpTrailers>().expect("trailers");
+            let trailers = ext;
             assert_eq!(trailers.0.get_str("x-done"), Some("yes"));
         }
         other => panic!("expected end with trailers, got {other:?}"),

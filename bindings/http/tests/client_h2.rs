@@ -17,7 +17,7 @@ use proto_http::{Headers, Http, HttpBegin, HttpTrailers};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Barrier};
 use zilla_engine::config::Config;
-use zilla_engine::graph::{build, BuildEnv};
+use zilla_engine::{build, BuildEnv};
 use zilla_engine::{BindingId, Data, Frame, Graph, Properties, Rx, Tx};
 use zilla_test_support::{free_port, zilla_bin, Options, Zilla};
 
@@ -101,11 +101,9 @@ async fn read_reply(rx: &mut Rx<Http>) -> Reply {
             Some(Frame::Data(d)) => {
                 body.extend_from_slice(d.payload.as_deref().unwrap_or_default())
             }
-            Some(Frame::Flush(_)) => {}
+            Some(Frame::Flush) => {}
             Some(Frame::End(ext)) => {
-                let trailers = ext
-                    .and_then(|e| e.downcast::<HttpTrailers>().ok())
-                    .map(|t| t.0);
+                let trailers = ext.map(|t| t.0);
                 return Reply {
                     begin: begin.unwrap_or_default(),
                     body,
@@ -490,10 +488,7 @@ async fn request_bodies_and_trailers_are_sent() {
                 .await
                 .unwrap();
         }
-        tx.end(Some(Box::new(HttpTrailers(headers(&[(
-            "x-checksum",
-            "abc",
-        )])))));
+        tx.end(Some(HttpTrailers(headers(&[("x-checksum", "abc")]))));
     });
     let reply = read_reply(&mut rx).await;
     sender.await.unwrap();

@@ -20,8 +20,9 @@ use proto_sse::config::{SseCondition, SseOptions};
 use proto_sse::{Sse, SseBegin, SseEvent};
 use sse_codec::Parser;
 use zilla_engine::{
-    flags, AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError,
-    Data, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Signal, Stream, Tx,
+    flags, handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory,
+    ConfigErrors, Data, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Signal,
+    Stream, Tx,
 };
 
 /// The `sse` binding type, client kind.
@@ -44,24 +45,16 @@ impl BindingFactory for SseClientFactory {
         Protocols::new::<Sse, Http>()
     }
 
-    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
-        cx.require_exit().map_err(|e| vec![e])?;
+    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
+        cx.require_exit()?;
         let max_event = cx
             .properties
             .usize("zilla.binding.sse.maximum.event.size", MAX_EVENT);
-        Ok(Box::new(SseClient(Arc::new(Inner {
+        Ok(handler_binding::<Sse, _>(Arc::new(Inner {
             name: cx.qualified_name(),
             routes: cx.routes,
             max_event,
-        }))))
-    }
-}
-
-struct SseClient(Arc<Inner>);
-
-impl Binding for SseClient {
-    fn handler(&self) -> Option<AnyHandler> {
-        Some(AnyHandler::new::<Sse>(self.0.clone()))
+        })))
     }
 }
 
@@ -86,7 +79,7 @@ fn request(begin: &SseBegin) -> HttpBegin {
 }
 
 impl Handler<Sse> for Inner {
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<Sse>) -> Result<(), Reset> {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Sse>) -> Result<(), Reset<Sse>> {
         let path = std::str::from_utf8(&stream.begin.path).unwrap_or("");
         let Some(exit) = self
             .routes
@@ -95,20 +88,14 @@ impl Handler<Sse> for Inner {
         else {
             return Err(Reset(None));
         };
-        let (http_tx, http_rx) =
-            graph.open::<Http>(exit, request(&stream.begin), stream.session.clone())?;
+        let (http_tx, http_rx) = graph
+            .open::<Http>(exit, request(&stream.begin), stream.session.clone())
+            .map_err(Reset::relay)?;
         let name = self.name.clone();
         let max_event = self.max_event;
         graph.spawn(run(stream, http_tx, http_rx, name, max_event));
         Ok(())
     }
-}
-
-fn refuse(status: u16) -> zilla_engine::Ext {
-    Some(Box::new(HttpReset {
-        status,
-        headers: Headers::new(),
-    }))
 }
 
 /// Why an upstream response cannot be an event stream, or `None` if it can.
@@ -157,10 +144,10 @@ async fn run(
         tokio::select! {
             frame = http_rx.recv() => match frame {
                 Some(Frame::Begin(b)) => break b,
-                Some(Frame::Data(_) | Frame::Flush(_)) => {}
+                Some(Frame::Data(_) | Frame::Flush) => {}
                 Some(Frame::End(_) | Frame::Abort(_)) | None => {
                     tracing::debug!(binding = %name, trace_id, "upstream closed before answering");
-                    return app_rx.reset(refuse(502));
+                    return app_rx.reset(Some(HttpReset::status(502)));
                 }
             },
             Signal::Reset(_) = app_tx.signal() => return,
@@ -173,7 +160,7 @@ async fn run(
     };
     if let Some((status, why)) = unacceptable(&reply) {
         tracing::warn!(binding = %name, trace_id, status, "{why}: event stream refused");
-        return app_rx.reset(refuse(status));
+        return app_rx.reset(Some(HttpReset::status(status)));
     }
     if app_tx.push(Frame::Begin(SseBegin::default())).is_err() {
         return;
@@ -203,8 +190,8 @@ async fn run(
                         }
                     }
                 }
-                Some(Frame::Flush(ext)) => {
-                    let _ = app_tx.push(Frame::Flush(ext));
+                Some(Frame::Flush) => {
+                    let _ = app_tx.push(Frame::Flush);
                 }
                 Some(Frame::Data(_) | Frame::Begin(_)) => {}
                 Some(Frame::End(_)) => return app_tx.end(None),

@@ -25,8 +25,8 @@ use proto_http::{Http, HttpReset};
 use proto_sse::config::{SseCondition, SseOptions};
 use proto_sse::Sse;
 use zilla_engine::{
-    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError, Graph,
-    Handler, Kind, Nothing, Protocols, Reset, Routes, Stream,
+    handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigErrors,
+    Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Stream,
 };
 
 /// The `sse` binding type, server kind.
@@ -46,15 +46,15 @@ impl BindingFactory for SseServerFactory {
         Protocols::new::<Http, Sse>()
     }
 
-    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
-        cx.require_exit().map_err(|e| vec![e])?;
+    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
+        cx.require_exit()?;
         let options = cx.options.clone().unwrap_or_default();
         if options.requests.as_ref().is_some_and(|r| !r.is_empty()) {
             // Refuse rather than stream events a user believes are validated.
-            return Err(vec![cx.error(
+            return Err(cx.error(
                 "options.requests",
                 "event validation (`requests`) is not supported yet (it needs models and catalogs): remove it to stream events unvalidated",
-            )]);
+            ).into());
         }
         let p = &cx.properties;
         let settings = stream::Settings {
@@ -74,19 +74,11 @@ impl BindingFactory for SseServerFactory {
                 Duration::from_secs(30),
             ),
         };
-        Ok(Box::new(SseServer(Arc::new(Inner {
+        Ok(handler_binding::<Http, _>(Arc::new(Inner {
             name: cx.qualified_name(),
             routes: cx.routes,
             settings: Arc::new(settings),
-        }))))
-    }
-}
-
-struct SseServer(Arc<Inner>);
-
-impl Binding for SseServer {
-    fn handler(&self) -> Option<AnyHandler> {
-        Some(AnyHandler::new::<Http>(self.0.clone()))
+        })))
     }
 }
 
@@ -96,19 +88,12 @@ struct Inner {
     settings: Arc<stream::Settings>,
 }
 
-fn refuse(status: u16) -> Reset {
-    Reset(Some(Box::new(HttpReset {
-        status,
-        headers: Default::default(),
-    })))
-}
-
 impl Handler<Http> for Inner {
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<Http>) -> Result<(), Reset> {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Http>) -> Result<(), Reset<Http>> {
         let request = match request::parse(&stream.begin.headers) {
             Ok(r) => r,
-            Err(request::Rejected::Method) => return Err(refuse(405)),
-            Err(request::Rejected::LastEventId) => return Err(refuse(400)),
+            Err(request::Rejected::Method) => return Err(HttpReset::refuse(405)),
+            Err(request::Rejected::LastEventId) => return Err(HttpReset::refuse(400)),
         };
         let path = std::str::from_utf8(&request.begin.path).unwrap_or("");
         let Some(exit) = self
@@ -120,7 +105,9 @@ impl Handler<Http> for Inner {
             return Err(Reset(None));
         };
         let timestamps = request.begin.timestamps;
-        let (app_tx, app_rx) = graph.open::<Sse>(exit, request.begin, stream.session.clone())?;
+        let (app_tx, app_rx) = graph
+            .open::<Sse>(exit, request.begin, stream.session.clone())
+            .map_err(Reset::relay)?;
         let settings = self.settings.clone();
         let graph2 = graph.clone();
         let name = self.name.clone();

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use proto_http::{Headers, Http, HttpBegin, HttpChallenge};
-use proto_sse::{Sse, SseEnd, SseEvent};
+use proto_http::{Headers, Http, HttpBegin, HttpChallenge, HttpReset};
+use proto_sse::{Sse, SseEvent};
 use sse_codec::{encode, Fields};
 use tokio::time::{sleep_until, Instant};
 use zilla_engine::{Data, Frame, Graph, Reset, Rx, Signal, Stream, Tx};
@@ -105,11 +105,11 @@ pub(crate) async fn run(
                     }
                     last_write = Instant::now();
                 }
-                Some(Frame::Flush(ext)) => {
-                    let _ = http_tx.push(Frame::Flush(ext));
+                Some(Frame::Flush) => {
+                    let _ = http_tx.push(Frame::Flush);
                 }
                 Some(Frame::End(ext)) => {
-                    if let Some(end) = ext.and_then(|e| e.downcast::<SseEnd>().ok()) {
+                    if let Some(end) = ext {
                         let id = encode(&Fields { id: Some(&end.id), ..Default::default() });
                         if ready(&mut http_tx, &settings, name, trace_id).await.is_ok() {
                             let _ = http_tx.push(data(id));
@@ -173,11 +173,11 @@ enum Opening {
     /// The app sent its reply `Begin`.
     Accepted,
     /// The app refused the stream, with its reset extension (e.g. an upstream status).
-    Refused(zilla_engine::Ext),
+    Refused(Option<HttpReset>),
     /// The client reset the http reply.
     ClientGone,
     /// The client aborted the http request.
-    ClientAborted(zilla_engine::Ext),
+    ClientAborted(Option<HttpReset>),
 }
 
 /// Waits for the app's answer. The app's frames come first (`biased`): an app that accepted the
@@ -195,7 +195,7 @@ async fn opening(
             biased;
             frame = app_rx.recv() => match frame {
                 Some(Frame::Begin(_)) => return Opening::Accepted,
-                Some(Frame::Data(_) | Frame::Flush(_)) => {}
+                Some(Frame::Data(_) | Frame::Flush) => {}
                 // Refused after all (an upstream answered non-200): pass the refusal on.
                 Some(Frame::End(_) | Frame::Abort(_)) | None => {
                     return Opening::Refused(app_tx.reset().await.0);
@@ -216,7 +216,7 @@ async fn opening(
 /// an upstream answered). The extension rides on the reply's abort: the request direction has
 /// usually ended already (a GET ends at once), and a reset of an ended direction is a no-op, so
 /// the status would be lost and the client would get `404`.
-fn refuse(http_rx: Rx<Http>, http_tx: Tx<Http>, ext: zilla_engine::Ext) {
+fn refuse(http_rx: Rx<Http>, http_tx: Tx<Http>, ext: Option<HttpReset>) {
     drop(http_rx);
     http_tx.abort(ext);
 }
@@ -238,16 +238,13 @@ fn event_bytes(d: &Data<SseEvent>, timestamps: bool) -> Bytes {
 }
 
 /// `event:challenge` with `{"method":..,"headers":{..}}` as Zilla writes it.
-fn challenge_event(ext: zilla_engine::Ext, event_type: &str) -> Bytes {
-    let headers = ext
-        .and_then(|e| e.downcast::<HttpChallenge>().ok())
-        .map(|c| c.headers)
-        .unwrap_or_else(|| {
-            let mut h = Headers::new();
-            h.set(":method", "POST");
-            h.set("content-type", "application/x-challenge-response");
-            h
-        });
+fn challenge_event(ext: Option<HttpChallenge>, event_type: &str) -> Bytes {
+    let headers = ext.map(|c| c.headers).unwrap_or_else(|| {
+        let mut h = Headers::new();
+        h.set(":method", "POST");
+        h.set("content-type", "application/x-challenge-response");
+        h
+    });
     let quote = |s: &str| serde_json::Value::from(s).to_string();
     let method = quote(headers.get_str(":method").unwrap_or("POST"));
     let fields: Vec<String> = headers
@@ -311,7 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_app_that_accepted_and_finished_is_not_a_refusal() {
-        use zilla_engine::stream::direction;
+        use zilla_engine::direction;
         // Many times: with an unbiased select the reset would win about half of them.
         for _ in 0..64 {
             let (mut app_tx, app_req_rx) = direction::<Sse>(1024);
@@ -330,20 +327,14 @@ mod tests {
     #[tokio::test]
     async fn refusal_status_survives_an_ended_request() {
         use proto_http::HttpReset;
-        use zilla_engine::stream::direction;
+        use zilla_engine::direction;
         let (mut req_tx, mut req_rx) = direction::<Http>(1024);
         let (reply_tx, mut reply_rx) = direction::<Http>(1024);
         req_tx.push(Frame::End(None)).unwrap();
         assert!(matches!(req_rx.recv().await, Some(Frame::End(_))));
-        let ext: zilla_engine::Ext = Some(Box::new(HttpReset {
-            status: 502,
-            headers: Headers::new(),
-        }));
-        refuse(req_rx, reply_tx, ext);
+        refuse(req_rx, reply_tx, Some(HttpReset::status(502)));
         match reply_rx.recv().await {
-            Some(Frame::Abort(Some(ext))) => {
-                assert_eq!(ext.downcast::<HttpReset>().unwrap().status, 502)
-            }
+            Some(Frame::Abort(Some(ext))) => assert_eq!(ext.status, 502),
             other => panic!("expected an abort with the status, got {other:?}"),
         }
     }
@@ -353,7 +344,7 @@ mod tests {
         let mut h = Headers::new();
         h.set(":method", "POST");
         h.set("content-type", "application/x-challenge-response");
-        let ext: zilla_engine::Ext = Some(Box::new(HttpChallenge { headers: h }));
+        let ext = Some(HttpChallenge { headers: h });
         assert_eq!(
             challenge_event(ext, "challenge"),
             "event:challenge\ndata:{\"method\":\"POST\",\"headers\":{\"content-type\":\"application/x-challenge-response\"}}\n\n"

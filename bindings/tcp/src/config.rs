@@ -92,7 +92,7 @@ fn in_network(ip: IpAddr, (net, bits): (IpAddr, u8)) -> bool {
 
 /// Host name patterns: Zilla's wildcard, case-insensitive.
 pub(crate) fn glob_match(pattern: &str, value: &str) -> bool {
-    zilla_engine::pattern::glob_match(&pattern.to_ascii_lowercase(), &value.to_ascii_lowercase())
+    zilla_engine::glob_match(&pattern.to_ascii_lowercase(), &value.to_ascii_lowercase())
 }
 
 impl TcpCondition {

@@ -27,8 +27,9 @@ use proto_tcp::{Address, Tcp, TcpBegin};
 use tokio::net::TcpStream;
 use tokio_util_shim::CancelOnDrop;
 use zilla_engine::{
-    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError, Frame,
-    Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Stream,
+    handler_binding, AttachError, Binding, BindingContext, BindingDescriptor, BindingFactory,
+    ConfigError, ConfigErrors, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes,
+    Stream,
 };
 
 pub use config::{Ports, TcpCondition, TcpOptions};
@@ -56,12 +57,12 @@ impl BindingFactory for TcpFactory {
         }
     }
 
-    fn build(mut cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
+    fn build(mut cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
         match cx.kind {
             Kind::Server => {
-                let options = cx.require_options().map_err(|e| vec![e])?;
-                cx.require_exit().map_err(|e| vec![e])?;
-                let mut errors = Vec::new();
+                let options = cx.require_options()?;
+                cx.require_exit()?;
+                let mut errors = ConfigErrors::new();
                 for (i, r) in cx.routes.iter().enumerate() {
                     if r.exit.is_none() {
                         errors.push(cx.error(
@@ -86,17 +87,17 @@ impl BindingFactory for TcpFactory {
             }
             _ => {
                 if cx.has_exit {
-                    return Err(vec![ConfigError::at_key(cx.path("exit"), "a tcp client has no `exit`: it connects to its `options.host` and `options.port`")]);
+                    return Err(ConfigError::at_key(cx.path("exit"), "a tcp client has no `exit`: it connects to its `options.host` and `options.port`").into());
                 }
                 let target = cx.options.take().map(|o| {
                     let port = o.port.iter().next().unwrap_or(0);
                     (o.host, port)
                 });
-                Ok(Box::new(TcpClient(Arc::new(ClientInner {
+                Ok(handler_binding::<Tcp, _>(Arc::new(ClientInner {
                     name: cx.qualified_name(),
                     target,
                     routes: cx.routes,
-                }))))
+                })))
             }
         }
     }
@@ -133,7 +134,7 @@ struct TcpServer {
 }
 
 impl Binding for TcpServer {
-    fn attach(&self, graph: &Arc<Graph>) -> Result<Vec<String>, String> {
+    fn attach(&self, graph: &Arc<Graph>) -> Result<Vec<String>, AttachError> {
         let mut endpoints = Vec::new();
         let mut started = Vec::new();
         let workers = graph.workers();
@@ -216,16 +217,8 @@ struct ClientInner {
     routes: Routes<TcpCondition, Nothing>,
 }
 
-struct TcpClient(Arc<ClientInner>);
-
-impl Binding for TcpClient {
-    fn handler(&self) -> Option<AnyHandler> {
-        Some(AnyHandler::new::<Tcp>(self.0.clone()))
-    }
-}
-
 impl Handler<Tcp> for ClientInner {
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset> {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset<Tcp>> {
         let target = match (&self.target, &stream.begin.destination) {
             (Some((host, port)), _) => Address::Host(host.clone(), *port),
             (None, Some(dest)) => dest.clone(),

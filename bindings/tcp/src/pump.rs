@@ -123,7 +123,7 @@ async fn outbound(mut w: WriteHalf<'_>, rx: &mut Rx<Tcp>) -> Outbound {
                         batch.push_back(payload);
                     }
                 }
-                Some(Frame::Begin(_) | Frame::Flush(_)) => {}
+                Some(Frame::Begin(_) | Frame::Flush) => {}
                 terminal => {
                     if write_all(&mut w, &mut batch).await.is_err() {
                         return Outbound::Failed;

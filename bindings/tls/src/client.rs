@@ -8,34 +8,36 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 use zilla_engine::{
-    AnyHandler, Binding, BindingContext, ConfigError, Frame, Graph, Handler, Nothing, Reset,
-    Routes, Stream,
+    handler_binding, Binding, BindingContext, ConfigError, ConfigErrors, Frame, Graph, Handler,
+    Nothing, Reset, Routes, Stream,
 };
 
 use crate::config::{TlsCondition, TlsOptions};
 use crate::{key_of, provider, reason, require_vault, trust_roots, versions, TlsFactory};
 
-pub(crate) fn build(
-    mut cx: BindingContext<TlsFactory>,
-) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
+pub(crate) fn build(mut cx: BindingContext<TlsFactory>) -> Result<Box<dyn Binding>, ConfigErrors> {
     let options = cx.options.take().unwrap_or_default();
-    let config = configure(&cx, &options).map_err(|e| vec![e])?;
+    let config = configure(&cx, &options)?;
     let sni = options.sni.as_ref().and_then(|s| s.first().cloned());
     if let Some(name) = &sni {
         if ServerName::try_from(name.as_str()).is_err() {
-            return Err(vec![cx.error(
-                "options.sni[0]",
-                format!("'{name}' is not a valid server name (a DNS name or an IP address)"),
-            )]);
+            return Err(cx
+                .error(
+                    "options.sni[0]",
+                    format!("'{name}' is not a valid server name (a DNS name or an IP address)"),
+                )
+                .into());
         }
     }
-    Ok(Box::new(TlsClient(Arc::new(ClientInner {
-        name: cx.qualified_name(),
-        connector: TlsConnector::from(Arc::new(config)),
-        sni,
-        timeout: crate::handshake_timeout(&cx),
-        routes: cx.routes,
-    }))))
+    Ok(handler_binding::<Tcp, _>(Arc::new(ClientHandler(
+        Arc::new(ClientInner {
+            name: cx.qualified_name(),
+            connector: TlsConnector::from(Arc::new(config)),
+            sni,
+            timeout: crate::handshake_timeout(&cx),
+            routes: cx.routes,
+        }),
+    ))))
 }
 
 /// Builds the rustls config: trust from the vault (and the platform CAs), an optional client
@@ -82,16 +84,6 @@ fn configure(
     Ok(config)
 }
 
-struct TlsClient(Arc<ClientInner>);
-
-impl Binding for TlsClient {
-    fn handler(&self) -> Option<AnyHandler> {
-        Some(AnyHandler::new::<Tcp>(Arc::new(ClientHandler(
-            self.0.clone(),
-        ))))
-    }
-}
-
 struct ClientInner {
     name: String,
     connector: TlsConnector,
@@ -104,7 +96,7 @@ struct ClientInner {
 struct ClientHandler(Arc<ClientInner>);
 
 impl Handler<Tcp> for ClientHandler {
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset> {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset<Tcp>> {
         let inner = &self.0;
         let dest = stream.begin.destination.as_ref();
         let host = match dest {

@@ -33,10 +33,10 @@ use std::time::Duration;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{RootCertStore, SupportedProtocolVersion};
-use zilla_engine::plugin::Vault;
+use zilla_engine::Vault;
 use zilla_engine::{
-    Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError, Kind, Nothing,
-    Protocols,
+    Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError, ConfigErrors, Kind,
+    Nothing, Protocols,
 };
 
 pub use config::{Mutual, Ports, TlsCondition, TlsOptions};
@@ -63,8 +63,8 @@ impl BindingFactory for TlsFactory {
         Protocols::new::<Tcp, Tcp>()
     }
 
-    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
-        cx.require_exit().map_err(|e| vec![e])?;
+    fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
+        cx.require_exit()?;
         match cx.kind {
             Kind::Server => server::build(cx),
             _ => client::build(cx),

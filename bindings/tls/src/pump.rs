@@ -99,7 +99,7 @@ pub(crate) async fn pump(mut tls: TlsStream<StreamIo>, tx: Tx<Tcp>, mut rx: Rx<T
                         Err(_) => return abort(tls),
                     }
                 }
-                Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush(_)) => {}
+                Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush) => {}
                 Some(Frame::End(_)) => {
                     // close_notify, then `End` on the transport.
                     let _ = tls.shutdown().await;
@@ -132,7 +132,7 @@ async fn write(
             Some(Frame::Data(Data {
                 payload: Some(p), ..
             })) => tls.write_all(&p).await?,
-            Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush(_)) => {}
+            Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush) => {}
             Some(Frame::End(_)) => {
                 tls.flush().await?;
                 tls.shutdown().await?;

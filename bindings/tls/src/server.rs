@@ -12,29 +12,29 @@ use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::LazyConfigAcceptor;
 use zilla_engine::{
-    AnyHandler, Binding, BindingContext, ConfigError, Frame, Graph, Handler, Nothing, Reset,
-    Routes, Stream,
+    handler_binding, Binding, BindingContext, ConfigError, ConfigErrors, Frame, Graph, Handler,
+    Nothing, Reset, Routes, Stream,
 };
 
 use crate::config::{Mutual, TlsCondition, TlsOptions};
 use crate::{key_of, provider, reason, trust_roots, versions, TlsFactory};
 
-pub(crate) fn build(
-    mut cx: BindingContext<TlsFactory>,
-) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
+pub(crate) fn build(mut cx: BindingContext<TlsFactory>) -> Result<Box<dyn Binding>, ConfigErrors> {
     let options = cx.options.take().unwrap_or_default();
-    let server = configure(&cx, &options).map_err(|e| vec![e])?;
+    let server = configure(&cx, &options)?;
     let mut alpn: Vec<Vec<u8>> = Vec::new();
     for p in options.alpn.iter().flatten() {
         alpn.push(p.as_bytes().to_vec());
     }
-    Ok(Box::new(TlsServer(Arc::new(ServerInner {
-        name: cx.qualified_name(),
-        config: Arc::new(server),
-        alpn,
-        timeout: crate::handshake_timeout(&cx),
-        routes: cx.routes,
-    }))))
+    Ok(handler_binding::<Tcp, _>(Arc::new(ServerHandler(
+        Arc::new(ServerInner {
+            name: cx.qualified_name(),
+            config: Arc::new(server),
+            alpn,
+            timeout: crate::handshake_timeout(&cx),
+            routes: cx.routes,
+        }),
+    ))))
 }
 
 /// Builds the rustls config: keys from the vault, client verification from `mutual`/`trust`.
@@ -223,16 +223,6 @@ impl ResolvesServerCert for KeyResolver {
     }
 }
 
-struct TlsServer(Arc<ServerInner>);
-
-impl Binding for TlsServer {
-    fn handler(&self) -> Option<AnyHandler> {
-        Some(AnyHandler::new::<Tcp>(Arc::new(ServerHandler(
-            self.0.clone(),
-        ))))
-    }
-}
-
 struct ServerInner {
     name: String,
     config: Arc<ServerConfig>,
@@ -268,7 +258,7 @@ impl ServerInner {
 struct ServerHandler(Arc<ServerInner>);
 
 impl Handler<Tcp> for ServerHandler {
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset> {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset<Tcp>> {
         let port = stream.begin.destination.as_ref().map(|d| d.port());
         // No route for the port: the connection is reset before the handshake.
         let reachable = self.0.routes.iter().any(|r| {

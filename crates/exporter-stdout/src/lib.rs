@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use zilla_engine::{
-    ConfigError, Event, Exporter, ExporterDescriptor, Nothing, PluginContext, PluginFactory,
+    ConfigErrors, Event, Exporter, ExporterDescriptor, Nothing, PluginContext, PluginFactory,
 };
 
 /// The `stdout` exporter type.
@@ -24,9 +24,14 @@ impl PluginFactory<dyn Exporter> for StdoutFactory {
     const TYPE: &'static str = "stdout";
     type Options = Nothing;
 
-    fn build(_: &PluginContext, _: Option<Nothing>) -> Result<Arc<dyn Exporter>, ConfigError> {
+    fn build(_: &PluginContext, _: Option<Nothing>) -> Result<Arc<dyn Exporter>, ConfigErrors> {
         Ok(Arc::new(Stdout))
     }
+}
+
+/// A stdout exporter, for embedders that add one without a config entry (`zilla start -l`).
+pub fn stdout() -> Arc<dyn Exporter> {
+    Arc::new(Stdout)
 }
 
 #[derive(Debug)]

@@ -27,6 +27,9 @@ impl Protocol for Filesystem {
     const NAME: &'static str = "filesystem";
     type Begin = FilesystemBegin;
     type Data = ();
+    type End = ();
+    type Reset = ();
+    type Challenge = ();
 }
 
 /// The `Begin` extension of either direction.

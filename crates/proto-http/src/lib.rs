@@ -10,7 +10,7 @@
 //! [`HttpChallenge`] (guard credentials about to expire).
 
 use bytes::Bytes;
-use zilla_engine::Protocol;
+use zilla_engine::{Protocol, Reset};
 
 /// The `http` protocol marker.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +20,9 @@ impl Protocol for Http {
     const NAME: &'static str = "http";
     type Begin = HttpBegin;
     type Data = ();
+    type End = HttpTrailers;
+    type Reset = HttpReset;
+    type Challenge = HttpChallenge;
 }
 
 /// Request or response headers.
@@ -147,6 +150,22 @@ pub struct HttpReset {
     pub status: u16,
     /// Extra response headers.
     pub headers: Headers,
+}
+
+impl HttpReset {
+    /// A refusal answered with `status` and no extra headers.
+    pub fn status(status: u16) -> Self {
+        HttpReset {
+            status,
+            headers: Headers::new(),
+        }
+    }
+
+    /// The reset of a stream of protocol `P` (http, or sse, whose refusals are http statuses)
+    /// answered with `status`: the one way a binding refuses a request with a status.
+    pub fn refuse<P: Protocol<Reset = HttpReset>>(status: u16) -> Reset<P> {
+        Reset::with(HttpReset::status(status))
+    }
 }
 
 /// End extension: trailers.

@@ -40,6 +40,6 @@ impl SseCondition {
     pub fn matches(&self, path: &str) -> bool {
         self.path
             .as_deref()
-            .is_none_or(|p| zilla_engine::pattern::glob_match(p, path))
+            .is_none_or(|p| zilla_engine::glob_match(p, path))
     }
 }

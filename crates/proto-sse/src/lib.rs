@@ -17,6 +17,10 @@ impl Protocol for Sse {
     const NAME: &'static str = "sse";
     type Begin = SseBegin;
     type Data = SseEvent;
+    type End = SseEnd;
+    /// An sse stream is refused with the http status the sse server answers the client with.
+    type Reset = proto_http::HttpReset;
+    type Challenge = ();
 }
 
 /// Where an event stream is, and where the client left off.

@@ -58,7 +58,7 @@ impl AsyncRead for StreamIo {
                 Some(Frame::Data(Data {
                     payload: Some(p), ..
                 })) => this.chunk = p,
-                Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush(_)) => {}
+                Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush) => {}
                 Some(Frame::End(_)) => this.eof = true,
                 Some(Frame::Abort(_)) | None => {
                     this.eof = true;
@@ -107,7 +107,7 @@ impl AsyncWrite for StreamIo {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use zilla_engine::stream::direction;
+    use zilla_engine::direction;
 
     #[tokio::test]
     async fn bytes_round_trip_and_end_is_eof() {

@@ -20,6 +20,9 @@ impl Protocol for Tcp {
     const NAME: &'static str = "tcp";
     type Begin = TcpBegin;
     type Data = ();
+    type End = ();
+    type Reset = ();
+    type Challenge = ();
 }
 
 /// Where a byte stream comes from and goes to.

@@ -40,8 +40,8 @@ use p12_keystore::Pkcs12Archive;
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use zilla_engine::plugin::{KeyEntry, Vault};
 use zilla_engine::{ConfigError, PluginContext, PluginFactory, VaultDescriptor};
+use zilla_engine::{ConfigErrors, KeyEntry, Vault};
 
 /// The `filesystem` vault type.
 #[derive(Debug)]
@@ -96,7 +96,7 @@ impl PluginFactory<dyn Vault> for FilesystemVaultFactory {
     fn build(
         cx: &PluginContext,
         options: Option<FilesystemOptions>,
-    ) -> Result<Arc<dyn Vault>, ConfigError> {
+    ) -> Result<Arc<dyn Vault>, ConfigErrors> {
         let options = options.unwrap_or_default();
         if options.revocation == Some(Revocation::Crl) {
             tracing::warn!(

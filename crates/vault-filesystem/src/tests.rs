@@ -126,8 +126,12 @@ fn build(dir: &Path, yaml: &str) -> Result<Arc<dyn Vault>, ConfigError> {
         path: "vaults.my_servers".into(),
         properties: Arc::default(),
         config_dir: dir.to_path_buf(),
+        vault: None,
     };
-    FilesystemVaultFactory::build(&cx, Some(options))
+    FilesystemVaultFactory::build(&cx, Some(options)).map_err(|mut e| {
+        assert_eq!(e.0.len(), 1, "one error: {e}");
+        e.0.remove(0)
+    })
 }
 
 fn der_of_pem(path: &Path) -> Vec<Vec<u8>> {

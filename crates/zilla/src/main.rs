@@ -5,10 +5,11 @@ mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use zilla_engine::{Engine, Properties, Reload, StartError, Workers};
+use zilla_engine::{Engine, Exporter, Properties, Reload, StartError, Workers};
 
 /// Event-streaming API gateway: Server-Sent Events proxy, JWT, schema validation, AsyncAPI.
 #[derive(Debug, Parser)]
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
         }
         Command::Schema => {
             plugins::link();
-            let schema = zilla_engine::schema::schema();
+            let schema = zilla_engine::schema();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&schema).expect("schema is JSON")
@@ -139,7 +140,19 @@ fn start(args: StartArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = control.block_on(run(path, properties, args.verbose, workers.handles()));
+    // `-l` (or the property) prints events even when the config names no exporter.
+    let exporters = if properties.bool("zilla.engine.verbose.events", false) {
+        vec![exporter_stdout::stdout()]
+    } else {
+        Vec::new()
+    };
+    let code = control.block_on(run(
+        path,
+        properties,
+        args.verbose,
+        workers.handles(),
+        exporters,
+    ));
     control.shutdown_timeout(Duration::from_millis(100));
     workers.stop();
     code
@@ -150,10 +163,11 @@ async fn run(
     properties: Properties,
     verbose: bool,
     workers: Vec<tokio::runtime::Handle>,
+    exporters: Vec<Arc<dyn Exporter>>,
 ) -> ExitCode {
     // Install the handlers before anything listens, so a signal is never the default (fatal) one.
     let signals = Signals::new();
-    let engine = Engine::with_workers(path, properties, Workers::new(workers));
+    let engine = Engine::with_workers(path, properties, Workers::new(workers), exporters);
     let started = match engine.start() {
         Ok(s) => s,
         Err(StartError::Config(d)) => {

@@ -39,7 +39,7 @@ mod tests {
     #[test]
     fn every_expected_binding_type_is_registered() {
         super::link();
-        let registered = zilla_engine::graph::registered();
+        let registered = zilla_engine::registered();
         for expected in super::EXPECTED_BINDINGS {
             assert!(
                 registered.bindings.contains(expected),
@@ -51,7 +51,7 @@ mod tests {
     #[test]
     fn every_expected_guard_type_is_registered() {
         super::link();
-        let registered = zilla_engine::graph::registered();
+        let registered = zilla_engine::registered();
         for expected in super::EXPECTED_GUARDS {
             assert!(
                 registered.guards.contains(expected),

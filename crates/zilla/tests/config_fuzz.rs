@@ -3,8 +3,8 @@
 //! located diagnostics.
 
 use zilla_engine::config::Config;
-use zilla_engine::graph::{build, BuildEnv};
 use zilla_engine::Properties;
+use zilla_engine::{build, BuildEnv};
 
 // Link the plugins, as the binary does.
 use binding_echo as _;

@@ -43,6 +43,81 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// Every error one plugin found while building: what `BindingFactory::build` and
+/// `PluginFactory::build` return. A single [`ConfigError`] converts into it, so helpers that
+/// return one error compose with `?`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// No errors yet.
+    pub fn new() -> Self {
+        ConfigErrors(Vec::new())
+    }
+
+    /// Adds one error.
+    pub fn push(&mut self, e: ConfigError) {
+        self.0.push(e);
+    }
+
+    /// Records the error of `r`, if any, and returns its value.
+    pub fn take<T>(&mut self, r: Result<T, impl Into<ConfigErrors>>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.extend(e.into().0);
+                None
+            }
+        }
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` if there are no errors, else `Err(self)`.
+    pub fn or<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+impl From<Vec<ConfigError>> for ConfigErrors {
+    fn from(es: Vec<ConfigError>) -> Self {
+        ConfigErrors(es)
+    }
+}
+
+impl IntoIterator for ConfigErrors {
+    type Item = ConfigError;
+    type IntoIter = std::vec::IntoIter<ConfigError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A config error located in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {

@@ -15,7 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-pub use diagnostic::{did_you_mean, suggestion, ConfigError, Diagnostic, Diagnostics, Locator};
+pub use diagnostic::{
+    did_you_mean, suggestion, ConfigError, ConfigErrors, Diagnostic, Diagnostics, Locator,
+};
 pub use env::{substitute, Substituted};
 pub use position::{Position, PositionIndex};
 
@@ -109,13 +111,16 @@ pub struct BindingTelemetryConfig {
     pub attributes: IndexMap<String, String>,
 }
 
-/// A guard, vault, catalog or exporter: `type` and `options`.
+/// A guard, vault, catalog or exporter: `type`, `vault` (catalogs) and `options`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// The registered type.
     #[serde(rename = "type")]
     pub ty: String,
+    /// A vault holding TLS material (catalogs that fetch from a registry).
+    #[serde(default)]
+    pub vault: Option<String>,
     /// Type-specific options.
     #[serde(default)]
     pub options: Option<Value>,

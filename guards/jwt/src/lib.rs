@@ -29,7 +29,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{decode, decode_header, Validation};
 use serde_json::{Map, Value};
 use zilla_engine::{
-    ConfigError, Guard, GuardDescriptor, GuardId, PluginContext, PluginFactory, Session,
+    ConfigError, ConfigErrors, Guard, GuardDescriptor, GuardId, PluginContext, PluginFactory,
+    Session,
 };
 
 use keys::{build_key, fetch, parse_jwks, KeySet};
@@ -48,7 +49,7 @@ impl PluginFactory<dyn Guard> for JwtFactory {
     fn build(
         cx: &PluginContext,
         options: Option<JwtOptions>,
-    ) -> Result<Arc<dyn Guard>, ConfigError> {
+    ) -> Result<Arc<dyn Guard>, ConfigErrors> {
         let options = options.ok_or_else(|| {
             cx.error(
                 "options",

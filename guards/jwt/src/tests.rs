@@ -71,6 +71,7 @@ fn cx() -> PluginContext {
         path: "guards.authn_jwt".into(),
         properties: Arc::new(Properties::default()),
         config_dir: ".".into(),
+        vault: None,
     }
 }
 

@@ -15,7 +15,6 @@
 //!   it arrives and its h2 capacity released once the app's pipe took it, so a slow app stops the
 //!   upstream stream (and only that stream).
 
-use std::any::Any;
 use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -381,7 +380,7 @@ fn poll_app(
     tx: &mut Tx<Http>,
     want: bool,
     cx: &mut std::task::Context<'_>,
-) -> Poll<Result<(), Reset>> {
+) -> Poll<Result<(), Reset<Http>>> {
     if want {
         tx.poll_ready(cx)
     } else {
@@ -507,7 +506,7 @@ pub(super) async fn exchange(
     let mut pending: Option<Bytes> = None;
     let mut written: u64 = 0;
 
-    let end: Option<Box<dyn Any + Send>> = loop {
+    let end: Option<HttpTrailers> = loop {
         tokio::select! {
             biased;
             ready = poll_fn(|c| poll_app(&mut app_tx, out.is_some(), c)) => match ready {
@@ -545,7 +544,7 @@ pub(super) async fn exchange(
                         send.reserve_capacity(payload.len());
                         pending = Some(payload);
                     }
-                    Some(Frame::Begin(_) | Frame::Flush(_)) => {}
+                    Some(Frame::Begin(_) | Frame::Flush) => {}
                     Some(Frame::End(ext)) => {
                         app_rx = None;
                         if !eos {
@@ -554,7 +553,7 @@ pub(super) async fn exchange(
                                 return;
                             }
                             let trailers = ext
-                                .and_then(|e| e.downcast::<HttpTrailers>().ok())
+
                                 .filter(|t| !t.0.is_empty());
                             let sent = match trailers {
                                 Some(t) => send.send_trailers(header_map(&t.0)),
@@ -650,7 +649,7 @@ pub(super) async fn exchange(
                     let mut b = body.take().expect("guarded");
                     let trailers = match poll_fn(|c| b.poll_trailers(c)).await {
                         Ok(Some(t)) if !t.is_empty() => {
-                            Some(Box::new(HttpTrailers(headers_of(&t, None))) as Box<dyn Any + Send>)
+                            Some(HttpTrailers(headers_of(&t, None)))
                         }
                         Err(e) => {
                             cx.report(format!("{}: response aborted: {e}", request.destination));

@@ -56,19 +56,18 @@
 mod codec;
 mod h2;
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use proto_http::{Headers, Http, HttpBegin, HttpTrailers};
+use proto_http::{Headers, Http, HttpBegin, HttpReset, HttpTrailers};
 use proto_tcp::{Address, Tcp, TcpBegin};
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant};
 use zilla_engine::{
-    AnyHandler, Binding, BindingContext, BindingId, ConfigError, Data, Frame, Graph, Handler,
-    Reset, Routes, Rx, Session, Stream, Tx,
+    AnyHandler, Binding, BindingContext, BindingId, ConfigError, ConfigErrors, Data, Frame, Graph,
+    Handler, Reset, Routes, Rx, Session, Stream, Tx,
 };
 
 use crate::config::{HttpCondition, HttpVersion, HttpWith};
@@ -91,10 +90,8 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const EVENT_FAILED: &str = "BINDING_HTTP_CLIENT_REQUEST_FAILED";
 
 /// Builds an http client.
-pub(crate) fn build(
-    mut cx: BindingContext<HttpFactory>,
-) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
-    let mut errors = Vec::new();
+pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Binding>, ConfigErrors> {
+    let mut errors = ConfigErrors::new();
     if let Err(e) = cx.require_exit() {
         errors.push(e);
     }
@@ -237,15 +234,8 @@ struct Request {
     headers: Headers,
 }
 
-fn refuse(status: u16) -> Reset {
-    Reset(Some(Box::new(proto_http::HttpReset {
-        status,
-        headers: Headers::new(),
-    })))
-}
-
 impl Handler<Http> for ClientInner {
-    fn open(&self, graph: &Arc<Graph>, mut stream: Stream<Http>) -> Result<(), Reset> {
+    fn open(&self, graph: &Arc<Graph>, mut stream: Stream<Http>) -> Result<(), Reset<Http>> {
         let headers = &mut stream.begin.headers;
         let route = self.routes.resolve(graph, stream.session.as_deref(), |c| {
             condition_matches(c, headers)
@@ -256,7 +246,7 @@ impl Handler<Http> for ClientInner {
         }
         let bad_request = |message: String| {
             graph.event(&self.name, EVENT_FAILED, stream.trace_id, message);
-            refuse(400)
+            HttpReset::refuse(400)
         };
         let (head, body) = encode_request_head(headers)
             .map_err(|e| bad_request(format!("400 Bad Request: {e}")))?;
@@ -683,7 +673,7 @@ impl Exchange {
                     };
                     return Ok((Conn { tx, rx, slot }, h2));
                 }
-                Some(Frame::Flush(_)) => {}
+                Some(Frame::Flush) => {}
                 _ => return Err(Failure::bad_gateway("connection refused")),
             }
         }
@@ -710,7 +700,7 @@ enum Received {
     /// connection idle instead of opening another one.
     Complete {
         reusable: bool,
-        end: Option<Box<dyn Any + Send>>,
+        end: Option<HttpTrailers>,
     },
     /// The app reset the reply.
     AppGone,
@@ -859,16 +849,14 @@ async fn send_request(
                 }
                 written += len as u64;
             }
-            Some(Frame::Begin(_) | Frame::Flush(_)) => {}
+            Some(Frame::Begin(_) | Frame::Flush) => {}
             Some(Frame::End(ext)) => {
                 return match body {
                     RequestBody::None => Sent::Complete,
                     RequestBody::Length(n) if written != n => Sent::AppFailed,
                     RequestBody::Length(_) => Sent::Complete,
                     RequestBody::Chunked => {
-                        let trailers = ext
-                            .and_then(|e| e.downcast::<HttpTrailers>().ok())
-                            .map(|t| t.0);
+                        let trailers = ext.map(|t| t.0);
                         let Ok(end) = chunked_end(written == 0, trailers.as_ref()) else {
                             return Sent::AppFailed;
                         };
@@ -908,7 +896,7 @@ async fn receive_response(
                 Ok(None) => {}
                 Err(e) => return Received::NoResponse(Failure::bad_gateway(e.to_string())),
             },
-            Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush(_)) => {}
+            Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush) => {}
             Some(Frame::End(_)) => {
                 return Received::NoResponse(Failure::bad_gateway(
                     "the upstream closed the connection before a response",
@@ -940,7 +928,7 @@ async fn receive_response(
                     }
                 }
                 Ok(Some(Body::End(trailers))) => {
-                    let ext = trailers.map(|t| Box::new(HttpTrailers(t)) as Box<dyn Any + Send>);
+                    let ext = trailers.map(HttpTrailers);
                     return Received::Complete {
                         reusable: keep_alive && input.is_empty(),
                         end: ext,
@@ -958,7 +946,7 @@ async fn receive_response(
             Some(Frame::Data(Data {
                 payload: Some(p), ..
             })) => input = p,
-            Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush(_)) => {}
+            Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush) => {}
             Some(Frame::End(_)) => {
                 return match decoder.eof() {
                     Ok(_) => Received::Complete {

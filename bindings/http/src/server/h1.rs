@@ -700,7 +700,7 @@ impl Conn {
                 }
                 Read::More
             }
-            Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush(_)) => Read::More,
+            Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush) => Read::More,
             Some(Frame::End(_)) => Read::Closed,
             Some(Frame::Abort(_)) | None => Read::Failed,
         }
@@ -923,7 +923,7 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
                 }
                 Ok(Some(BodyEvent::End(trailers))) => {
                     if let Some(tx) = req_tx.take() {
-                        tx.end(trailers.map(|t| Box::new(HttpTrailers(t)) as _));
+                        tx.end(trailers.map(HttpTrailers));
                     }
                 }
                 Ok(None) => break,
@@ -955,9 +955,9 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
                         }
                         response = Response::Body(framing);
                     }
-                    (Response::Pending, Frame::End(ext) | Frame::Abort(ext)) => {
+                    (Response::Pending, frame @ (Frame::End(_) | Frame::Abort(_))) => {
                         resp_rx = None;
-                        let ext = ext.or(refusal.take());
+                        let ext = frame.refusal().or(refusal.take());
                         let mut answer = refused(ext);
                         server.decorate(origin.as_ref(), &mut answer.headers);
                         answer.close = close;
@@ -985,8 +985,7 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
                     (Response::Body(framing), Frame::End(ext)) => {
                         resp_rx = None;
                         if framing == Framing::Chunked {
-                            let trailers = ext.and_then(|e| e.downcast::<HttpTrailers>().ok());
-                            let last = encode_last_chunk(trailers.as_deref().map(|t| &t.0));
+                            let last = encode_last_chunk(ext.as_ref().map(|t| &t.0));
                             if !conn.write([last]).await {
                                 return Next::Gone;
                             }
@@ -997,7 +996,7 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
                     (Response::Body(_), Frame::Abort(_)) => {
                         return Next::Abort;
                     }
-                    (_, Frame::Begin(_) | Frame::Flush(_)) | (_, Frame::Data(_)) => {}
+                    (_, Frame::Begin(_) | Frame::Flush) | (_, Frame::Data(_)) => {}
                     (Response::Done, _) => {}
                 }
             }

@@ -188,19 +188,17 @@ async fn stream(
                             return;
                         }
                     }
-                    Frame::Flush(_) => {}
+                    Frame::Flush => {}
                     Frame::End(ext) => {
                         resp_rx = None;
                         if let Some(s) = send.as_mut() {
-                            let trailers = ext
-                                .and_then(|e| e.downcast::<HttpTrailers>().ok())
-                                .filter(|t| !t.0.is_empty());
+                            let trailers = ext.filter(|t| !t.0.is_empty());
                             let _ = match trailers {
                                 Some(t) => s.send_trailers(header_map(&t.0)),
                                 None => s.send_data(Bytes::new(), true),
                             };
                         } else if let Some(mut r) = respond.take() {
-                            let mut answer = refused(ext.or(refusal.take()));
+                            let mut answer = refused(refusal.take());
                             server.decorate(origin.as_ref(), &mut answer.headers);
                             let _ = send_answer(&mut r, &answer);
                         }
@@ -261,7 +259,7 @@ async fn stream(
                     body_done = true;
                     let trailers = body.trailers().await.ok().flatten();
                     if let Some(tx) = req_tx.take() {
-                        let ext = trailers.map(|t| Box::new(HttpTrailers(headers_of(&t))) as _);
+                        let ext = trailers.map(|t| HttpTrailers(headers_of(&t)));
                         tx.end(ext);
                     }
                     if resp_rx.is_none() {

@@ -21,7 +21,7 @@ use proto_tcp::{Tcp, TcpBegin};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use zilla_engine::{
-    AnyHandler, Binding, BindingContext, ConfigError, Ext, Frame, Graph, GuardId, Handler, Reset,
+    handler_binding, Binding, BindingContext, ConfigErrors, Frame, Graph, GuardId, Handler, Reset,
     Routes, Rx, Session, Stream, Tx,
 };
 
@@ -43,12 +43,10 @@ pub(crate) const SERVER_HEADER: &str = "zilla.binding.http.server.header";
 pub(crate) const REQUEST_TIMEOUT: &str = "zilla.binding.http.server.request.timeout";
 
 /// Builds an http server.
-pub(crate) fn build(
-    mut cx: BindingContext<HttpFactory>,
-) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
-    cx.require_exit().map_err(|e| vec![e])?;
+pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Binding>, ConfigErrors> {
+    cx.require_exit()?;
     let options = cx.options.take().unwrap_or_default();
-    let mut errors = Vec::new();
+    let mut errors = ConfigErrors::new();
 
     let versions = options
         .versions
@@ -92,9 +90,8 @@ pub(crate) fn build(
             ));
         }
         if let Some((guard, a)) = authorization.first() {
-            let path = cx.path(&format!("options.authorization.{guard}"));
             match (
-                cx.guards.resolve(guard, &path),
+                cx.guard(guard, &format!("options.authorization.{guard}")),
                 Extractor::new(&a.credentials),
             ) {
                 (Ok(id), Ok(x)) => auth = Some((id, x)),
@@ -133,31 +130,23 @@ pub(crate) fn build(
         .get(SERVER_HEADER)
         .filter(|s| !s.is_empty())
         .map(|s| Bytes::from(s.to_string()));
-    Ok(Box::new(HttpServer(Arc::new(Server {
-        name: cx.qualified_name(),
-        h1: versions.contains(&HttpVersion::Http11),
-        h2: versions.contains(&HttpVersion::H2),
-        cors: Cors::new(options.access_control.as_ref()),
-        auth,
-        overrides,
-        routes: cx.routes,
-        max_header_list_size: cx.properties.usize(MAX_HEADER_LIST_SIZE, 8192).max(64),
-        request_timeout: cx
-            .properties
-            .duration(REQUEST_TIMEOUT, Duration::from_secs(60)),
-        concurrent_streams: cx.properties.usize(CONCURRENT_STREAMS, 100).max(1),
-        server_header,
-    }))))
-}
-
-struct HttpServer(Arc<Server>);
-
-impl Binding for HttpServer {
-    fn handler(&self) -> Option<AnyHandler> {
-        Some(AnyHandler::new::<Tcp>(Arc::new(ServerHandler(
-            self.0.clone(),
-        ))))
-    }
+    Ok(handler_binding::<Tcp, _>(Arc::new(ServerHandler(
+        Arc::new(Server {
+            name: cx.qualified_name(),
+            h1: versions.contains(&HttpVersion::Http11),
+            h2: versions.contains(&HttpVersion::H2),
+            cors: Cors::new(options.access_control.as_ref()),
+            auth,
+            overrides,
+            routes: cx.routes,
+            max_header_list_size: cx.properties.usize(MAX_HEADER_LIST_SIZE, 8192).max(64),
+            request_timeout: cx
+                .properties
+                .duration(REQUEST_TIMEOUT, Duration::from_secs(60)),
+            concurrent_streams: cx.properties.usize(CONCURRENT_STREAMS, 100).max(1),
+            server_header,
+        }),
+    ))))
 }
 
 /// Accepts the byte streams of the server's connections.
@@ -188,7 +177,7 @@ enum Version {
 }
 
 impl Handler<Tcp> for ServerHandler {
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset> {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset<Tcp>> {
         let server = &self.0;
         let tls = stream.begin.tls.as_ref();
         let version = match tls.and_then(|t| t.alpn.as_deref()) {
@@ -394,8 +383,8 @@ impl Server {
 
 /// The answer to a request refused downstream before any response: the status and headers of
 /// an [`HttpReset`] extension, else `404`; the connection stays open.
-pub(crate) fn refused(ext: Ext) -> Answer {
-    match ext.and_then(|e| e.downcast::<HttpReset>().ok()) {
+pub(crate) fn refused(ext: Option<HttpReset>) -> Answer {
+    match ext {
         Some(r) => Answer {
             status: r.status,
             headers: r.headers,
@@ -430,14 +419,14 @@ fn is_challenge_response(h: &Headers) -> bool {
 }
 
 /// The challenge sent to the writer of a guarded response before its credentials expire.
-pub(crate) fn challenge_ext() -> Ext {
+pub(crate) fn challenge_ext() -> Option<HttpChallenge> {
     let mut headers = Headers::new();
     headers.append(":method", Bytes::from_static(b"POST"));
     headers.append(
         "content-type",
         Bytes::from_static(b"application/x-challenge-response"),
     );
-    Some(Box::new(HttpChallenge { headers }))
+    Some(HttpChallenge { headers })
 }
 
 /// What a [`SessionTimer`] fired for.
@@ -556,7 +545,7 @@ async fn recv(rx: &mut Option<Rx<Http>>) -> Option<Frame<Http>> {
 async fn ready_or_reset(
     tx: &mut Option<Tx<Http>>,
     pending: bool,
-) -> Result<(), zilla_engine::Reset> {
+) -> Result<(), zilla_engine::Reset<Http>> {
     match tx {
         Some(tx) if pending => tx.ready().await,
         Some(tx) => Err(tx.reset().await),

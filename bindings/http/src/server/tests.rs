@@ -11,10 +11,10 @@ use bytes::{Bytes, BytesMut};
 use proto_http::{Headers, Http, HttpBegin, HttpReset, HttpTrailers};
 use proto_tcp::{Tcp, TcpBegin};
 use zilla_engine::config::Config;
-use zilla_engine::graph::{build, BuildEnv};
+use zilla_engine::{build, BuildEnv, ConfigErrors};
 use zilla_engine::{
-    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, BindingId, ConfigError,
-    Frame, Graph, Guard, GuardDescriptor, Handler, Kind, Nothing, PluginContext, PluginFactory,
+    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, BindingId, Frame,
+    Graph, Guard, GuardDescriptor, Handler, Kind, Nothing, PluginContext, PluginFactory,
     Properties, Protocols, Reset, Rx, Session, Stream, Tx,
 };
 
@@ -35,7 +35,7 @@ impl BindingFactory for AppFactory {
         Protocols::accepts::<Http>()
     }
 
-    fn build(_: BindingContext<Self>) -> Result<Box<dyn Binding>, Vec<ConfigError>> {
+    fn build(_: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
         Ok(Box::new(App))
     }
 }
@@ -62,7 +62,7 @@ fn status_begin(status: u16, headers: &[(&str, &str)]) -> Frame<Http> {
 }
 
 impl Handler<Http> for App {
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<Http>) -> Result<(), Reset> {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<Http>) -> Result<(), Reset<Http>> {
         let path = stream
             .begin
             .headers
@@ -74,10 +74,10 @@ impl Handler<Http> for App {
             "/reject405" => {
                 let mut headers = Headers::new();
                 headers.append("allow", "GET");
-                return Err(Reset(Some(Box::new(HttpReset {
+                return Err(Reset::with(HttpReset {
                     status: 405,
                     headers,
-                }))));
+                }));
             }
             _ => {}
         }
@@ -112,7 +112,7 @@ async fn app(path: String, stream: Stream<Http>) {
                 match frame {
                     Frame::Data(d) => body.extend_from_slice(&d.payload.unwrap_or_default()),
                     Frame::End(ext) => {
-                        trailers = ext.and_then(|e| e.downcast::<HttpTrailers>().ok());
+                        trailers = ext;
                         break;
                     }
                     Frame::Abort(_) => return,
@@ -172,7 +172,7 @@ async fn app(path: String, stream: Stream<Http>) {
             let _ = tx.data(Bytes::from_static(b"abc")).await;
             let mut t = Headers::new();
             t.append("x-checksum", "42");
-            tx.end(Some(Box::new(HttpTrailers(t))));
+            tx.end(Some(HttpTrailers(t)));
         }
         "/length" => {
             let _ = tx.send(status_begin(200, &[("content-length", "5")])).await;
@@ -206,7 +206,7 @@ impl PluginFactory<dyn Guard> for TestGuardFactory {
     const TYPE: &'static str = "test-guard";
     type Options = Nothing;
 
-    fn build(cx: &PluginContext, _: Option<Nothing>) -> Result<Arc<dyn Guard>, ConfigError> {
+    fn build(cx: &PluginContext, _: Option<Nothing>) -> Result<Arc<dyn Guard>, ConfigErrors> {
         Ok(Arc::new(TestGuard(cx.guard_id())))
     }
 }
@@ -318,7 +318,7 @@ impl Client {
         while self.buf.len() < expected.len() {
             match self.frame().await {
                 Some(Frame::Data(d)) => self.buf.extend_from_slice(&d.payload.unwrap_or_default()),
-                Some(Frame::Begin(_) | Frame::Flush(_)) => {}
+                Some(Frame::Begin(_) | Frame::Flush) => {}
                 other => panic!(
                     "expected {expected:?}, got {:?} then {other:?}",
                     String::from_utf8_lossy(&self.buf)
@@ -334,7 +334,7 @@ impl Client {
         loop {
             match self.frame().await {
                 Some(Frame::Data(d)) => self.buf.extend_from_slice(&d.payload.unwrap_or_default()),
-                Some(Frame::Begin(_) | Frame::Flush(_)) => {}
+                Some(Frame::Begin(_) | Frame::Flush) => {}
                 Some(f) => {
                     let all = String::from_utf8_lossy(&self.buf).to_string();
                     self.buf.clear();

@@ -1,0 +1,377 @@
+//! Building a [`Graph`] from a [`Config`]: every plugin and binding found in the registry, every
+//! reference and exit protocol checked, every error reported with its position.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::binding::{binding_types, BindingDescriptor, RawBinding, ResolveExit};
+use crate::catalog::Catalog;
+use crate::config::{suggestion, Config, ConfigError, Diagnostics, NamespaceConfig, PluginConfig};
+use crate::graph::{BindingId, Graph, Node, Workers, DEFAULT_WINDOW};
+use crate::guard::Guard;
+use crate::kind::Kind;
+use crate::model::model_types;
+use crate::plugin::{plugin_types, Exporter, PluginContext, PluginDescriptor, Vault};
+use crate::properties::Properties;
+use crate::resolve::{lookup, qualify, Named, Plugins};
+
+/// What building a graph needs besides the config.
+#[derive(Debug, Clone)]
+pub struct BuildEnv {
+    /// Engine properties.
+    pub properties: Arc<Properties>,
+    /// Directory of the config file.
+    pub config_dir: PathBuf,
+    /// Tracks stream tasks across reloads.
+    pub tracker: TaskTracker,
+    /// Cancelled at shutdown.
+    pub shutdown: CancellationToken,
+    /// The worker runtimes listeners are spread over (empty: the current runtime).
+    pub workers: Workers,
+    /// Exporters added by the embedder beside the config's own (`zilla start -l` adds stdout).
+    pub exporters: Vec<Arc<dyn Exporter>>,
+}
+
+impl BuildEnv {
+    /// An environment for tests and tools: `properties`, the temporary directory as the config
+    /// directory, a fresh task tracker and shutdown token, listeners on the current runtime.
+    pub fn new(properties: Properties) -> Self {
+        BuildEnv {
+            properties: Arc::new(properties),
+            config_dir: std::env::temp_dir(),
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            workers: Workers::default(),
+            exporters: Vec::new(),
+        }
+    }
+}
+
+struct Info {
+    descriptor: &'static BindingDescriptor,
+    kind: Kind,
+}
+
+/// The bindings declared in the config, for resolving exits.
+struct Bindings {
+    names: HashMap<String, usize>,
+    qualified: Vec<String>,
+    infos: Vec<Option<Info>>,
+    namespaces: Vec<String>,
+}
+
+impl ResolveExit for Bindings {
+    fn exit(&self, from: BindingId, name: &str, path: &str) -> Result<BindingId, ConfigError> {
+        let id = lookup(&self.names, &self.namespaces[from.0], name, "binding", path)?;
+        let me = self.infos[from.0]
+            .as_ref()
+            .expect("built bindings have info");
+        let from_name = self.qualified[from.0]
+            .split_once(':')
+            .map_or(self.qualified[from.0].as_str(), |(_, n)| n);
+        let Some(emits) = (me.descriptor.protocols)(me.kind).emits else {
+            return Err(ConfigError::new(
+                path,
+                format!("a {} {} has no exits", me.descriptor.type_name, me.kind),
+            ));
+        };
+        if let Some(target) = &self.infos[id] {
+            let accepts = (target.descriptor.protocols)(target.kind).accepts;
+            if accepts != Some(emits) {
+                let what = match accepts {
+                    Some(p) => format!("accepts {p} streams"),
+                    None => "accepts no streams (nothing can route to it)".to_string(),
+                };
+                return Err(ConfigError::new(
+                    path,
+                    format!(
+                        "binding '{name}' ({} {}) {what}, but '{from_name}' ({} {}) emits {emits} streams",
+                        target.descriptor.type_name,
+                        target.kind,
+                        me.descriptor.type_name,
+                        me.kind
+                    ),
+                ));
+            }
+        }
+        Ok(BindingId(id))
+    }
+}
+
+/// Builds one section of named plugins (`guards`, `vaults`, ...). `vaults` is given for
+/// sections whose entries may name a vault (catalogs).
+fn build_plugins<T: ?Sized + 'static>(
+    config: &Config,
+    section: &str,
+    select: impl Fn(&NamespaceConfig) -> &indexmap::IndexMap<String, PluginConfig>,
+    what: &str,
+    env: &BuildEnv,
+    vaults: Option<&Named<dyn Vault>>,
+    diags: &mut Diagnostics,
+) -> Named<T>
+where
+    PluginDescriptor<T>: inventory::Collect,
+{
+    let types = plugin_types::<T>();
+    let mut out = Named::default();
+    for ns in &config.namespaces {
+        for (name, pc) in select(ns) {
+            let path = format!("{section}.{name}");
+            let mut locate = |e: ConfigError| diags.0.push(config.locator.locate(ns.doc, e));
+            let Some(d) = types.iter().find(|d| d.type_name == pc.ty) else {
+                let known: Vec<&str> = types.iter().map(|d| d.type_name).collect();
+                locate(ConfigError::new(
+                    format!("{path}.type"),
+                    format!(
+                        "unknown {what} type '{}' (registered: {}){}",
+                        pc.ty,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        },
+                        suggestion(&pc.ty, known.iter().copied())
+                    ),
+                ));
+                continue;
+            };
+            let vault = match (&pc.vault, vaults) {
+                (None, _) => None,
+                (Some(v), Some(vaults)) => {
+                    match lookup(
+                        &vaults.names,
+                        &ns.name,
+                        v,
+                        "vault",
+                        &format!("{path}.vault"),
+                    ) {
+                        Ok(i) => Some(vaults.handles[i].clone()),
+                        Err(e) => {
+                            locate(e);
+                            continue;
+                        }
+                    }
+                }
+                (Some(_), None) => {
+                    locate(ConfigError::at_key(
+                        format!("{path}.vault"),
+                        format!("a {what} has no `vault`"),
+                    ));
+                    continue;
+                }
+            };
+            let cx = PluginContext {
+                index: out.handles.len(),
+                namespace: ns.name.clone(),
+                path: path.clone(),
+                properties: env.properties.clone(),
+                config_dir: env.config_dir.clone(),
+                vault,
+            };
+            match d.build(&cx, pc.options.clone()) {
+                Ok(p) => {
+                    out.names.insert(qualify(&ns.name, name), out.handles.len());
+                    out.handles.push(p);
+                }
+                Err(es) => es.into_iter().for_each(&mut locate),
+            }
+        }
+    }
+    out
+}
+
+/// Builds the graph of `config`: every binding, guard, vault, catalog and exporter, with every
+/// reference and exit protocol checked. Reports all errors found.
+pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let d = &mut diags;
+    let guards =
+        build_plugins::<dyn Guard>(config, "guards", |ns| &ns.guards, "guard", env, None, d);
+    let vaults =
+        build_plugins::<dyn Vault>(config, "vaults", |ns| &ns.vaults, "vault", env, None, d);
+    let catalogs = build_plugins::<dyn Catalog>(
+        config,
+        "catalogs",
+        |ns| &ns.catalogs,
+        "catalog",
+        env,
+        Some(&vaults),
+        d,
+    );
+    let exporters = build_plugins::<dyn Exporter>(
+        config,
+        "telemetry.exporters",
+        |ns| &ns.telemetry.exporters,
+        "exporter",
+        env,
+        None,
+        d,
+    );
+    let plugins = Arc::new(Plugins {
+        guards,
+        vaults,
+        catalogs,
+        properties: env.properties.clone(),
+        config_dir: env.config_dir.clone(),
+    });
+
+    let types = binding_types();
+    let mut bindings = Bindings {
+        names: HashMap::new(),
+        qualified: Vec::new(),
+        infos: Vec::new(),
+        namespaces: Vec::new(),
+    };
+    let mut declared = Vec::new();
+    for ns in &config.namespaces {
+        for (name, b) in &ns.bindings {
+            let id = bindings.qualified.len();
+            bindings.names.insert(qualify(&ns.name, name), id);
+            bindings.qualified.push(qualify(&ns.name, name));
+            bindings.namespaces.push(ns.name.clone());
+            let base = format!("bindings.{name}");
+            // A type may be provided by several crates, one per kind (sse server, sse client).
+            let of_type: Vec<&&BindingDescriptor> =
+                types.iter().filter(|d| d.type_name == b.ty).collect();
+            let info = if of_type.is_empty() {
+                let mut known: Vec<&str> = types.iter().map(|d| d.type_name).collect();
+                known.dedup();
+                diags.0.push(config.locator.locate(
+                    ns.doc,
+                    ConfigError::new(
+                        format!("{base}.type"),
+                        format!(
+                            "unknown binding type '{}' (registered: {}){}",
+                            b.ty,
+                            known.join(", "),
+                            suggestion(&b.ty, known.iter().copied())
+                        ),
+                    ),
+                ));
+                None
+            } else {
+                let kind = Kind::parse(&b.kind);
+                match of_type
+                    .iter()
+                    .find(|d| kind.is_some_and(|k| d.kinds.contains(&k)))
+                {
+                    Some(d) => Some(Info {
+                        descriptor: d,
+                        kind: kind.expect("matched a kind"),
+                    }),
+                    None => {
+                        let kinds: Vec<&str> = of_type
+                            .iter()
+                            .flat_map(|d| d.kinds.iter().map(|k| k.as_str()))
+                            .collect();
+                        diags.0.push(config.locator.locate(
+                            ns.doc,
+                            ConfigError::new(
+                                format!("{base}.kind"),
+                                format!(
+                                    "a {} binding has no kind '{}' (kinds: {}){}",
+                                    b.ty,
+                                    b.kind,
+                                    kinds.join(", "),
+                                    suggestion(&b.kind, kinds.iter().copied())
+                                ),
+                            ),
+                        ));
+                        None
+                    }
+                }
+            };
+            bindings.infos.push(info);
+            declared.push((ns, name, b));
+        }
+    }
+
+    let mut nodes = Vec::new();
+    for (i, (ns, name, b)) in declared.into_iter().enumerate() {
+        let Some(info) = &bindings.infos[i] else {
+            continue;
+        };
+        let raw = RawBinding {
+            id: BindingId(i),
+            namespace: &ns.name,
+            name,
+            kind: info.kind,
+            config: b,
+            exits: &bindings,
+            plugins: &plugins,
+        };
+        match (info.descriptor.build)(raw) {
+            Ok(binding) => {
+                let handler = binding.handler();
+                nodes.push(Node {
+                    name: bindings.qualified[i].clone(),
+                    type_name: info.descriptor.type_name,
+                    kind: info.kind,
+                    binding,
+                    handler,
+                });
+            }
+            Err(es) => diags
+                .0
+                .extend(es.into_iter().map(|e| config.locator.locate(ns.doc, e))),
+        }
+    }
+    if !diags.0.is_empty() {
+        return Err(diags);
+    }
+    let mut exporters = exporters.handles;
+    exporters.extend(env.exporters.iter().cloned());
+    Ok(Arc::new(Graph {
+        nodes,
+        guards: plugins.guards.handles.clone(),
+        vaults: plugins.vaults.handles.clone(),
+        catalogs: plugins.catalogs.handles.clone(),
+        exporters,
+        window: env
+            .properties
+            .usize("zilla.engine.stream.window", DEFAULT_WINDOW),
+        tracker: env.tracker.clone(),
+        shutdown: env.shutdown.clone(),
+        properties: env.properties.clone(),
+        workers: env.workers.clone(),
+    }))
+}
+
+/// Registered descriptor lists, for `zilla schema` and tests.
+pub fn registered() -> Registered {
+    fn names<T: ?Sized + 'static>() -> Vec<&'static str>
+    where
+        PluginDescriptor<T>: inventory::Collect,
+    {
+        plugin_types::<T>().iter().map(|d| d.type_name).collect()
+    }
+    Registered {
+        bindings: binding_types().iter().map(|d| d.type_name).collect(),
+        guards: names::<dyn Guard>(),
+        vaults: names::<dyn Vault>(),
+        catalogs: names::<dyn Catalog>(),
+        models: model_types().iter().map(|d| d.type_name).collect(),
+        exporters: names::<dyn Exporter>(),
+    }
+}
+
+/// The names of every registered plugin type.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// Binding types.
+    pub bindings: Vec<&'static str>,
+    /// Guard types.
+    pub guards: Vec<&'static str>,
+    /// Vault types.
+    pub vaults: Vec<&'static str>,
+    /// Catalog types.
+    pub catalogs: Vec<&'static str>,
+    /// Model types.
+    pub models: Vec<&'static str>,
+    /// Exporter types.
+    pub exporters: Vec<&'static str>,
+}
