@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::catalog::CatalogHandle;
 use crate::config::{parse_value, BindingConfig, ConfigError, ConfigErrors};
+use crate::events::{Counter, Events};
 use crate::graph::{Binding, BindingId, Graph};
 use crate::guard::{GuardId, Session};
 use crate::kind::{Kind, Protocols};
@@ -204,6 +205,19 @@ impl<F: BindingFactory> BindingContext<F> {
     /// The catalog called `name` found in the options at `rel`.
     pub fn catalog(&self, name: &str, rel: &str) -> Result<CatalogHandle, ConfigError> {
         self.plugins.catalog(&self.namespace, name, &self.path(rel))
+    }
+
+    /// Where the binding reports events.
+    pub fn events(&self) -> &Events {
+        &self.plugins.events
+    }
+
+    /// Registers the counter `name` with `labels` for this binding (build time only; keep the
+    /// handle and bump it on the stream's path).
+    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        self.plugins
+            .counters
+            .register(&self.qualified_name(), name, labels)
     }
 
     /// Builds the model written at `rel` (`options.requests[0].content`): finds its type,

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::binding::{binding_types, BindingDescriptor, RawBinding, ResolveExit};
 use crate::catalog::Catalog;
 use crate::config::{suggestion, Config, ConfigError, Diagnostics, NamespaceConfig, PluginConfig};
+use crate::events::{Counters, Events};
 use crate::graph::{BindingId, Graph, Node, Workers, DEFAULT_WINDOW};
 use crate::guard::Guard;
 use crate::kind::Kind;
@@ -109,7 +110,7 @@ fn build_plugins<T: ?Sized + 'static>(
     section: &str,
     select: impl Fn(&NamespaceConfig) -> &indexmap::IndexMap<String, PluginConfig>,
     what: &str,
-    env: &BuildEnv,
+    (env, sinks): (&BuildEnv, &(Events, Counters)),
     vaults: Option<&Named<dyn Vault>>,
     diags: &mut Diagnostics,
 ) -> Named<T>
@@ -171,6 +172,8 @@ where
                 properties: env.properties.clone(),
                 config_dir: env.config_dir.clone(),
                 vault,
+                events: sinks.0.clone(),
+                counters: sinks.1.clone(),
             };
             match d.build(&cx, pc.options.clone()) {
                 Ok(p) => {
@@ -189,26 +192,46 @@ where
 pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics> {
     let mut diags = Diagnostics::default();
     let d = &mut diags;
-    let guards =
-        build_plugins::<dyn Guard>(config, "guards", |ns| &ns.guards, "guard", env, None, d);
-    let vaults =
-        build_plugins::<dyn Vault>(config, "vaults", |ns| &ns.vaults, "vault", env, None, d);
-    let catalogs = build_plugins::<dyn Catalog>(
-        config,
-        "catalogs",
-        |ns| &ns.catalogs,
-        "catalog",
-        env,
-        Some(&vaults),
-        d,
-    );
+    // Exporters first: every other plugin may report events while it builds or runs.
+    let none = (Events::default(), Counters::default());
     let exporters = build_plugins::<dyn Exporter>(
         config,
         "telemetry.exporters",
         |ns| &ns.telemetry.exporters,
         "exporter",
-        env,
+        (env, &none),
         None,
+        d,
+    );
+    let mut all = exporters.handles;
+    all.extend(env.exporters.iter().cloned());
+    let sinks = (Events::new(all), Counters::default());
+    let s = &sinks;
+    let guards = build_plugins::<dyn Guard>(
+        config,
+        "guards",
+        |ns| &ns.guards,
+        "guard",
+        (env, s),
+        None,
+        d,
+    );
+    let vaults = build_plugins::<dyn Vault>(
+        config,
+        "vaults",
+        |ns| &ns.vaults,
+        "vault",
+        (env, s),
+        None,
+        d,
+    );
+    let catalogs = build_plugins::<dyn Catalog>(
+        config,
+        "catalogs",
+        |ns| &ns.catalogs,
+        "catalog",
+        (env, s),
+        Some(&vaults),
         d,
     );
     let plugins = Arc::new(Plugins {
@@ -217,6 +240,8 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
         catalogs,
         properties: env.properties.clone(),
         config_dir: env.config_dir.clone(),
+        events: sinks.0.clone(),
+        counters: sinks.1.clone(),
     });
 
     let types = binding_types();
@@ -323,14 +348,13 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
     if !diags.0.is_empty() {
         return Err(diags);
     }
-    let mut exporters = exporters.handles;
-    exporters.extend(env.exporters.iter().cloned());
     Ok(Arc::new(Graph {
         nodes,
         guards: plugins.guards.handles.clone(),
         vaults: plugins.vaults.handles.clone(),
         catalogs: plugins.catalogs.handles.clone(),
-        exporters,
+        events: sinks.0,
+        counters: sinks.1,
         window: env
             .properties
             .usize("zilla.engine.stream.window", DEFAULT_WINDOW),

@@ -16,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::catalog::Catalog;
+use crate::events::{Counters, Events};
 use crate::guard::{Guard, GuardId, Session};
 use crate::kind::Kind;
-use crate::plugin::{Event, Exporter, Vault, VaultId};
+use crate::plugin::{Vault, VaultId};
 use crate::properties::Properties;
 use crate::stream::{direction, Protocol, Reset, Rx, Tx};
 
@@ -43,7 +44,8 @@ pub struct Graph {
     pub(crate) guards: Vec<Arc<dyn Guard>>,
     pub(crate) vaults: Vec<Arc<dyn Vault>>,
     pub(crate) catalogs: Vec<Arc<dyn Catalog>>,
-    pub(crate) exporters: Vec<Arc<dyn Exporter>>,
+    pub(crate) events: Events,
+    pub(crate) counters: Counters,
     pub(crate) window: usize,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -151,20 +153,17 @@ impl Graph {
 
     /// Reports an event to every exporter.
     pub fn event(&self, source: &str, name: &'static str, trace_id: u64, message: String) {
-        tracing::debug!(source, event = name, trace_id, "{message}");
-        if self.exporters.is_empty() {
-            return;
-        }
-        let e = Event {
-            source: source.to_string(),
-            name,
-            trace_id,
-            message,
-            time: std::time::SystemTime::now(),
-        };
-        for x in &self.exporters {
-            x.event(&e);
-        }
+        self.events.emit(source, name, trace_id, message);
+    }
+
+    /// The event sink, for tasks that report without holding the graph.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// The counters its bindings and plugins registered.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Starts every binding that listens. On failure, bindings already started are stopped.

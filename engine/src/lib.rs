@@ -10,6 +10,7 @@ mod build;
 mod catalog;
 pub mod config;
 mod engine;
+mod events;
 mod graph;
 mod guard;
 mod kind;
@@ -28,6 +29,7 @@ pub use build::{build, registered, BuildEnv, Registered};
 pub use catalog::{Catalog, CatalogHandle, CatalogId, SchemaRef, SchemaSelector};
 pub use config::{ConfigError, ConfigErrors};
 pub use engine::{Engine, Reload, StartError, Started};
+pub use events::{Counter, CounterEntry, Counters, Events};
 pub use graph::{
     handler_binding, AnyHandler, AttachError, Binding, BindingId, Graph, Handler, Stream, Workers,
     DEFAULT_WINDOW,

@@ -16,6 +16,7 @@ use serde_yaml::Value;
 
 use crate::catalog::Catalog;
 use crate::config::{parse_value, ConfigError, ConfigErrors};
+use crate::events::{Counters, Events};
 use crate::guard::{Guard, GuardId};
 use crate::properties::Properties;
 
@@ -38,6 +39,10 @@ pub struct PluginContext {
     pub config_dir: PathBuf,
     /// The vault named by the plugin's `vault` key (catalogs: TLS material for a registry).
     pub vault: Option<Arc<dyn Vault>>,
+    /// Where the plugin reports events (a registry that stopped answering).
+    pub events: Events,
+    /// Where the plugin registers its counters.
+    pub counters: Counters,
 }
 
 impl PluginContext {

@@ -24,7 +24,7 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
         return ExitCode::from(2);
     }
     let root = workspace_root();
-    println!("==> cargo build --release -p zilla -p zilla-sse-server");
+    println!("==> cargo build --release -p zilla -p zilla-sse-backend");
     let built = cargo(&root)
         .args([
             "build",
@@ -32,7 +32,7 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
             "-p",
             "zilla",
             "-p",
-            "zilla-sse-server",
+            "zilla-sse-backend",
         ])
         .status();
     if !built.is_ok_and(|s| s.success()) {

@@ -72,6 +72,8 @@ fn cx() -> PluginContext {
         properties: Arc::new(Properties::default()),
         config_dir: ".".into(),
         vault: None,
+        events: Default::default(),
+        counters: Default::default(),
     }
 }
 
