@@ -112,19 +112,86 @@ impl SchemaRef {
         self.catalog.catalog.schema(id)
     }
 
-    /// `catalog subject@version` (or `catalog id N`), for log events.
+    /// `catalog host_filesystem subject event version latest` (or `... id 42`), for messages.
     pub fn describe(&self) -> String {
+        let name = self
+            .catalog
+            .name
+            .split_once(':')
+            .map_or(&*self.catalog.name, |(_, n)| n);
         match &self.selector {
-            SchemaSelector::Id(id) => format!("{} id {id}", self.catalog.name),
+            SchemaSelector::Id(id) => format!("catalog {name} id {id}"),
             SchemaSelector::Subject { subject, version } => {
-                format!("{} subject {subject} version {version}", self.catalog.name)
+                format!("catalog {name} subject {subject} version {version}")
             }
             SchemaSelector::Strategy { strategy, version } => {
-                format!(
-                    "{} strategy {strategy} version {version}",
-                    self.catalog.name
-                )
+                format!("catalog {name} strategy {strategy} version {version}")
             }
         }
+    }
+}
+
+/// The schemas of a local catalog (inline, filesystem): every subject known at build time, ids
+/// as Zilla computes them (the CRC32C of the schema text, so two subjects with the same text
+/// share an id). Read-only once built; lookups take no lock.
+#[derive(Debug, Default)]
+pub struct LocalSchemas {
+    /// `(subject, version)` -> id; a `None` version matches any version asked for.
+    entries: Vec<(String, Option<String>, u32)>,
+    texts: std::collections::HashMap<u32, Arc<str>>,
+}
+
+impl LocalSchemas {
+    /// An empty set.
+    pub fn new() -> Self {
+        LocalSchemas::default()
+    }
+
+    /// Adds `subject` at `version` (`None`: any version) with schema `text`; returns its id.
+    pub fn insert(&mut self, subject: &str, version: Option<&str>, text: &str) -> u32 {
+        let id = crc32c::crc32c(text.as_bytes());
+        self.entries
+            .push((subject.to_string(), version.map(str::to_string), id));
+        self.texts.entry(id).or_insert_with(|| text.into());
+        id
+    }
+}
+
+impl Catalog for LocalSchemas {
+    fn resolve(&self, subject: &str, version: &str) -> Option<u32> {
+        self.entries
+            .iter()
+            .find(|(s, v, _)| s == subject && v.as_deref().is_none_or(|v| v == version))
+            .map(|(_, _, id)| *id)
+    }
+
+    fn schema(&self, id: u32) -> Option<Arc<str>> {
+        self.texts.get(&id).cloned()
+    }
+
+    fn subjects(&self) -> Option<Vec<String>> {
+        Some(self.entries.iter().map(|(s, _, _)| s.clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_the_crc32c_of_the_text_and_versions_match_exactly() {
+        let mut s = LocalSchemas::new();
+        let a = s.insert("items", Some("latest"), "{\"type\":\"string\"}");
+        let b = s.insert("other", Some("1"), "{\"type\":\"string\"}");
+        let any = s.insert("file", None, "{}");
+        assert_eq!(a, crc32c::crc32c(b"{\"type\":\"string\"}"));
+        assert_eq!(a, b, "same text, same id");
+        assert_eq!(s.resolve("items", "latest"), Some(a));
+        assert_eq!(s.resolve("items", "1"), None, "version is an exact match");
+        assert_eq!(s.resolve("other", "1"), Some(b));
+        assert_eq!(s.resolve("other", "latest"), None);
+        assert_eq!(s.resolve("file", "7"), Some(any), "no version: any matches");
+        assert_eq!(s.schema(a).as_deref(), Some("{\"type\":\"string\"}"));
+        assert_eq!(s.schema(12345), None);
     }
 }

@@ -26,7 +26,7 @@ pub use binding::{
     binding_types, BindingContext, BindingDescriptor, BindingFactory, Nothing, Route, Routes,
 };
 pub use build::{build, registered, BuildEnv, Registered};
-pub use catalog::{Catalog, CatalogHandle, CatalogId, SchemaRef, SchemaSelector};
+pub use catalog::{Catalog, CatalogHandle, CatalogId, LocalSchemas, SchemaRef, SchemaSelector};
 pub use config::{ConfigError, ConfigErrors};
 pub use engine::{Engine, Reload, StartError, Started};
 pub use events::{Counter, CounterEntry, Counters, Events};

@@ -194,6 +194,35 @@ impl ModelConfig {
             _ => None,
         }
     }
+
+    /// `json, catalog host_filesystem subject event version latest`: the model and where its
+    /// schema comes from, for the events that report a rejected payload.
+    pub fn describe(&self) -> String {
+        let name = self.name().unwrap_or("?");
+        let Some(Value::Mapping(catalogs)) = self.0.get("catalog") else {
+            return name.to_string();
+        };
+        let Some((catalog, entries)) = catalogs.iter().next() else {
+            return name.to_string();
+        };
+        let catalog = catalog.as_str().unwrap_or("?");
+        let entry = entries.as_sequence().and_then(|s| s.first());
+        let field = |k: &str| {
+            entry.and_then(|e| e.get(k)).map(|v| match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => "?".to_string(),
+            })
+        };
+        match (field("subject"), field("id")) {
+            (Some(subject), _) => format!(
+                "{name}, catalog {catalog} subject {subject} version {}",
+                field("version").unwrap_or_else(|| "latest".into())
+            ),
+            (None, Some(id)) => format!("{name}, catalog {catalog} id {id}"),
+            (None, None) => format!("{name}, catalog {catalog}"),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for ModelConfig {

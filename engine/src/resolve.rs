@@ -223,18 +223,17 @@ impl Plugins {
         if let SchemaSelector::Subject { subject, version } = &selector {
             if let Some(known) = catalog.catalog.subjects() {
                 if catalog.catalog.resolve(subject, version).is_none() {
-                    let with_version = if known.iter().any(|k| k == subject) {
-                        format!(" at version '{version}'")
-                    } else {
-                        String::new()
-                    };
-                    return Err(ConfigError::new(
-                        format!("{entry_path}.subject"),
+                    let message = if known.iter().any(|k| k == subject) {
                         format!(
-                            "catalog '{name}' has no subject '{subject}'{with_version}{}",
+                            "catalog '{name}' has no subject '{subject}' at version '{version}' (its version is matched exactly, as Zilla does)"
+                        )
+                    } else {
+                        format!(
+                            "catalog '{name}' has no subject '{subject}'{}",
                             suggestion(subject, known.iter().map(String::as_str))
-                        ),
-                    ));
+                        )
+                    };
+                    return Err(ConfigError::new(format!("{entry_path}.subject"), message));
                 }
             }
         }

@@ -148,11 +148,15 @@ fn allow_expressions(v: &mut Value) {
                 Some("integer" | "number" | "boolean")
             );
             if scalar {
+                let description = map.remove("description");
                 let original = Value::Object(std::mem::take(map));
                 map.insert(
                     "anyOf".into(),
                     json!([original, { "type": "string", "pattern": EXPRESSION_PATTERN }]),
                 );
+                if let Some(d) = description {
+                    map.insert("description".into(), d);
+                }
             }
         }
         Value::Array(items) => items.iter_mut().for_each(allow_expressions),

@@ -20,9 +20,88 @@ pub struct HttpOptions {
     /// Request headers replaced or added before forwarding (pseudo-headers allowed).
     #[serde(default)]
     pub overrides: Option<IndexMap<String, String>>,
-    /// Request and response validation.
+    /// Request validation (server): the first entry whose `path`, `method` and `content-type`
+    /// match a request checks its headers, path and query parameters and body; a request that
+    /// fails gets `400`.
     #[serde(default)]
-    pub requests: Option<Vec<serde_json::Value>>,
+    pub requests: Option<Vec<HttpRequest>>,
+}
+
+/// One `requests` entry: which requests, and the models their parts must satisfy.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpRequest {
+    /// Path of the requests it applies to (without query); `{name}` matches one path segment
+    /// and names it for `params.path`.
+    pub path: String,
+    /// Method of the requests it applies to (any if absent).
+    #[serde(default)]
+    pub method: Option<HttpMethod>,
+    /// `content-type` values it applies to (any if absent).
+    #[serde(default)]
+    pub content_type: Option<Vec<String>>,
+    /// Header name -> the model its value must satisfy.
+    #[serde(default)]
+    pub headers: Option<IndexMap<String, zilla_engine::ModelConfig>>,
+    /// Path and query parameters -> models.
+    #[serde(default)]
+    pub params: Option<HttpParams>,
+    /// The model the request body must satisfy.
+    #[serde(default)]
+    pub content: Option<zilla_engine::ModelConfig>,
+    /// Response validation (not supported yet: refused at load).
+    #[serde(default)]
+    pub responses: Option<Vec<serde_json::Value>>,
+}
+
+/// `params` of a `requests` entry.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpParams {
+    /// `{name}` captures of the path -> models.
+    #[serde(default)]
+    pub path: Option<IndexMap<String, zilla_engine::ModelConfig>>,
+    /// Query parameters -> models (a parameter that is absent is not checked).
+    #[serde(default)]
+    pub query: Option<IndexMap<String, zilla_engine::ModelConfig>>,
+}
+
+/// A request method a `requests` entry can select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum HttpMethod {
+    /// GET.
+    GET,
+    /// PUT.
+    PUT,
+    /// POST.
+    POST,
+    /// DELETE.
+    DELETE,
+    /// OPTIONS.
+    OPTIONS,
+    /// HEAD.
+    HEAD,
+    /// PATCH.
+    PATCH,
+    /// TRACE.
+    TRACE,
+}
+
+impl HttpMethod {
+    /// The method as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::GET => "GET",
+            HttpMethod::PUT => "PUT",
+            HttpMethod::POST => "POST",
+            HttpMethod::DELETE => "DELETE",
+            HttpMethod::OPTIONS => "OPTIONS",
+            HttpMethod::HEAD => "HEAD",
+            HttpMethod::PATCH => "PATCH",
+            HttpMethod::TRACE => "TRACE",
+        }
+    }
 }
 
 /// An HTTP version.

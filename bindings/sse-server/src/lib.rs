@@ -17,6 +17,7 @@
 
 mod request;
 mod stream;
+mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,13 +50,7 @@ impl BindingFactory for SseServerFactory {
     fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
         cx.require_exit()?;
         let options = cx.options.clone().unwrap_or_default();
-        if options.requests.as_ref().is_some_and(|r| !r.is_empty()) {
-            // Refuse rather than stream events a user believes are validated.
-            return Err(cx.error(
-                "options.requests",
-                "event validation (`requests`) is not supported yet (it needs models and catalogs): remove it to stream events unvalidated",
-            ).into());
-        }
+        let rules = validate::Rules::build(&cx, options.requests.as_deref().unwrap_or_default())?;
         let p = &cx.properties;
         let settings = stream::Settings {
             retry: options.retry,
@@ -73,6 +68,7 @@ impl BindingFactory for SseServerFactory {
                 "zilla.binding.sse.slow.client.timeout",
                 Duration::from_secs(30),
             ),
+            rules,
         };
         Ok(handler_binding::<Http, _>(Arc::new(Inner {
             name: cx.qualified_name(),
@@ -105,6 +101,7 @@ impl Handler<Http> for Inner {
             return Err(Reset(None));
         };
         let timestamps = request.begin.timestamps;
+        let rule = self.settings.rules.for_path(path);
         let (app_tx, app_rx) = graph
             .open::<Sse>(exit, request.begin, stream.session.clone())
             .map_err(Reset::relay)?;
@@ -112,7 +109,8 @@ impl Handler<Http> for Inner {
         let graph2 = graph.clone();
         let name = self.name.clone();
         graph.spawn(async move {
-            stream::run(stream, app_tx, app_rx, settings, timestamps, &graph2, &name).await;
+            let options = stream::StreamOptions { timestamps, rule };
+            stream::run(stream, app_tx, app_rx, settings, options, &graph2, &name).await;
         });
         Ok(())
     }

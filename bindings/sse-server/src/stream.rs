@@ -11,6 +11,8 @@ use sse_codec::{encode, Fields};
 use tokio::time::{sleep_until, Instant};
 use zilla_engine::{Data, Frame, Graph, Reset, Rx, Signal, Stream, Tx};
 
+use crate::validate::{Rule, Rules};
+
 /// What to do with a client that stays too far behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SlowClient {
@@ -38,6 +40,15 @@ pub(crate) struct Settings {
     pub(crate) challenge_event: String,
     pub(crate) slow_client: SlowClient,
     pub(crate) slow_client_timeout: Duration,
+    pub(crate) rules: Rules,
+}
+
+/// What was decided for one stream when it opened.
+pub(crate) struct StreamOptions {
+    /// The client asked for `ext=timestamp`.
+    pub(crate) timestamps: bool,
+    /// The `requests` entry its events are checked against, if any.
+    pub(crate) rule: Option<Arc<Rule>>,
 }
 
 /// Why the stream stopped.
@@ -54,10 +65,11 @@ pub(crate) async fn run(
     mut app_tx: Tx<Sse>,
     mut app_rx: Rx<Sse>,
     settings: Arc<Settings>,
-    timestamps: bool,
+    options: StreamOptions,
     graph: &Arc<Graph>,
     name: &str,
 ) {
+    let StreamOptions { timestamps, rule } = options;
     let (mut http_rx, mut http_tx, trace_id) = stream.into_halves();
 
     // Nothing goes to the client until the app accepts the stream.
@@ -95,7 +107,15 @@ pub(crate) async fn run(
     let stop = loop {
         tokio::select! {
             frame = app_rx.recv() => match frame {
-                Some(Frame::Data(d)) => {
+                Some(Frame::Data(mut d)) => {
+                    if let Some(rule) = &rule {
+                        if let Some(payload) = d.payload.take() {
+                            match settings.rules.check(rule, payload, name, trace_id) {
+                                Some(checked) => d.payload = Some(checked),
+                                None => continue,
+                            }
+                        }
+                    }
                     let bytes = event_bytes(&d, timestamps);
                     if let Err(stop) = ready(&mut http_tx, &settings, name, trace_id).await {
                         break stop;

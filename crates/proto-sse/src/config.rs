@@ -11,7 +11,9 @@ pub struct SseOptions {
     /// bytes of every event stream (Zilla parses it but never writes it); when absent, nothing.
     #[serde(default)]
     pub retry: Option<u64>,
-    /// Event payload validation: `[{path, content}]` (not supported yet: refused at load).
+    /// Event validation: each entry names the streams it applies to (`path`) and the model
+    /// every event's data must satisfy (`content`); an event that fails is dropped and the
+    /// stream goes on.
     #[serde(default)]
     pub requests: Option<Vec<SseRequest>>,
 }
@@ -20,10 +22,11 @@ pub struct SseOptions {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SseRequest {
-    /// Path pattern of the streams it applies to.
+    /// The streams it applies to: as Zilla, a regular expression searched anywhere in the
+    /// request path (`^/events` for paths starting with `/events`).
     pub path: String,
     /// The model event data must satisfy (`json`, `string`, or `{model: ..., catalog: ...}`).
-    pub content: serde_json::Value,
+    pub content: zilla_engine::ModelConfig,
 }
 
 /// One `when` condition of an sse route.

@@ -259,9 +259,39 @@ fn run(
         )));
     }
     outcome.zilla_exit = Some(stopped.describe());
+    for missing in expected_stdout(&dir, &stopped.stdout)? {
+        outcome.failures.push(Failure::general(format!(
+            "zilla.stdout: no line of zilla's stdout contains `{missing}`\n  stdout was:\n{}",
+            indent(&stopped.stdout)
+        )));
+    }
     outcome.zilla_stdout = stopped.stdout;
     outcome.zilla_stderr = stopped.stderr;
     Ok(())
+}
+
+/// The lines of the scenario's optional `zilla.stdout` (one expected text a line, `#`
+/// comments) that no line of zilla's stdout contains: how a scenario checks the events zilla
+/// reports (a `stdout` exporter).
+fn expected_stdout(dir: &Path, stdout: &str) -> Result<Vec<String>, Failure> {
+    let path = dir.join("zilla.stdout");
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Failure::general(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|want| !stdout.lines().any(|line| line.contains(want)))
+        .map(str::to_string)
+        .collect())
 }
 
 fn prepare(dir: &Path, outcome: &mut Outcome) -> Result<Prepared, Failure> {

@@ -9,8 +9,12 @@ use binding_sse_client as _;
 use binding_sse_server as _;
 use binding_tcp as _;
 use binding_tls as _;
+use catalog_filesystem as _;
+use catalog_inline as _;
 use exporter_stdout as _;
 use guard_jwt as _;
+use model_core as _;
+use model_json as _;
 use vault_filesystem as _;
 
 /// Keeps the plugin crates linked (called once at start-up).
@@ -34,6 +38,16 @@ pub(crate) const EXPECTED_BINDINGS: &[&str] = &[
 #[cfg(test)]
 pub(crate) const EXPECTED_GUARDS: &[&str] = &["jwt"];
 
+/// The catalog types this binary must offer.
+#[cfg(test)]
+pub(crate) const EXPECTED_CATALOGS: &[&str] = &["filesystem", "inline"];
+
+/// The model types this binary must offer.
+#[cfg(test)]
+pub(crate) const EXPECTED_MODELS: &[&str] = &[
+    "boolean", "double", "float", "int32", "int64", "json", "string",
+];
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -44,6 +58,24 @@ mod tests {
             assert!(
                 registered.bindings.contains(expected),
                 "binding type '{expected}' not registered"
+            );
+        }
+    }
+
+    #[test]
+    fn every_expected_catalog_and_model_type_is_registered() {
+        super::link();
+        let registered = zilla_engine::registered();
+        for expected in super::EXPECTED_CATALOGS {
+            assert!(
+                registered.catalogs.contains(expected),
+                "catalog type '{expected}' not registered"
+            );
+        }
+        for expected in super::EXPECTED_MODELS {
+            assert!(
+                registered.models.contains(expected),
+                "model type '{expected}' not registered"
             );
         }
     }

@@ -181,18 +181,19 @@ fn port_in_use_fails_start_up() {
     );
 }
 
-#[test]
-fn features_not_built_yet_are_refused_not_ignored() {
-    let config = "\
+/// An sse proxy whose server validates events with `content`, plus `catalogs`.
+fn validating(content: &str, catalogs: &str) -> String {
+    format!(
+        "\
 name: test
-bindings:
+{catalogs}bindings:
   sse0:
     type: sse
     kind: server
     options:
       requests:
         - path: /events
-          content: json
+          content: {content}
     exit: sse1
   sse1:
     type: sse
@@ -205,9 +206,75 @@ bindings:
   tcp1:
     type: tcp
     kind: client
-    options: { host: 127.0.0.1, port: 9 }
+    options: {{ host: 127.0.0.1, port: 9 }}
+"
+    )
+}
+
+const INLINE: &str = "catalogs:
+  catalog0:
+    type: inline
+    options:
+      subjects:
+        event:
+          schema: '{\"type\": \"object\"}'
+        broken:
+          schema: '{\"type\": 12}'
 ";
-    check(config, &["zilla.yaml:8:9: bindings.sse0.options.requests: event validation (`requests`) is not supported yet (it needs models and catalogs): remove it to stream events unvalidated"]);
+
+#[test]
+fn models_and_catalogs_are_checked_at_load() {
+    check(
+        &validating("json", ""),
+        &["zilla.yaml:9:20: bindings.sse0.options.requests[0].content: model 'json' needs a `catalog` holding its schema"],
+    );
+    check(
+        &validating("jsn", ""),
+        &["zilla.yaml:9:20: bindings.sse0.options.requests[0].content: unknown model 'jsn' (registered: boolean, double, float, int32, int64, json, string) (did you mean 'json'?)"],
+    );
+    check(
+        &validating("{ model: json, catalog: { catalog1: [ { subject: event } ] } }", INLINE),
+        &["zilla.yaml:18:46: bindings.sse0.options.requests[0].content.catalog.catalog1: no catalog named 'catalog1' (did you mean 'catalog0'?)"],
+    );
+    check(
+        &validating("{ model: json, catalog: { catalog0: [ { subject: evnt } ] } }", INLINE),
+        &["zilla.yaml:18:69: bindings.sse0.options.requests[0].content.catalog.catalog0[0].subject: catalog 'catalog0' has no subject 'evnt' (did you mean 'event'?)"],
+    );
+    check(
+        &validating("{ model: json, catalog: { catalog0: [ { subject: event, version: '2' } ] } }", INLINE),
+        &["zilla.yaml:18:69: bindings.sse0.options.requests[0].content.catalog.catalog0[0].subject: catalog 'catalog0' has no subject 'event' at version '2' (its version is matched exactly, as Zilla does)"],
+    );
+    check(
+        &validating("{ model: json, catalog: { catalog0: [ { subject: broken } ] } }", INLINE),
+        &["zilla.yaml:18:20: bindings.sse0.options.requests[0].content: catalog catalog0 subject broken version latest: not a usable JSON Schema: 12 is not valid under any of the schemas listed in the 'anyOf' keyword"],
+    );
+    check(
+        &validating("{ model: string, maxLength: 0 }", ""),
+        &["zilla.yaml:9:48: bindings.sse0.options.requests[0].content.maxLength: must be at least 1"],
+    );
+}
+
+#[test]
+fn a_missing_schema_file_names_the_file() {
+    let catalogs = "catalogs:
+  files:
+    type: filesystem
+    options:
+      subjects:
+        event:
+          path: schemas/missing.json
+";
+    let (code, stderr) = start(&validating(
+        "{ model: json, catalog: { files: [ { subject: event } ] } }",
+        catalogs,
+    ));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr
+            .contains("zilla.yaml:8:17: catalogs.files.options.subjects.event.path: cannot read '")
+            && stderr.contains("schemas/missing.json': No such file or directory"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod cors;
 mod h1;
 mod h2;
 pub(crate) mod pattern;
+mod validate;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -108,12 +109,12 @@ pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Bindi
         }
     }
 
-    if options.requests.as_ref().is_some_and(|r| !r.is_empty()) {
-        errors.push(cx.error(
-            "options.requests",
-            "request validation (`requests`) is not supported yet: remove it to serve requests unvalidated",
-        ));
-    }
+    let requests = errors
+        .take(validate::Requests::build(
+            &cx,
+            options.requests.as_deref().unwrap_or_default(),
+        ))
+        .flatten();
 
     if !errors.is_empty() {
         return Err(errors);
@@ -138,6 +139,7 @@ pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Bindi
             cors: Cors::new(options.access_control.as_ref()),
             auth,
             overrides,
+            requests,
             routes: cx.routes,
             max_header_list_size: cx.properties.usize(MAX_HEADER_LIST_SIZE, 8192).max(64),
             request_timeout: cx
@@ -160,6 +162,7 @@ pub(crate) struct Server {
     cors: Cors,
     auth: Option<(GuardId, Extractor)>,
     overrides: Vec<(Bytes, Bytes)>,
+    requests: Option<Arc<validate::Requests>>,
     routes: Routes<HttpCondition, HttpWith>,
     pub(crate) max_header_list_size: usize,
     pub(crate) request_timeout: Duration,
@@ -326,6 +329,13 @@ impl Server {
             return decorate(Answer::close(status));
         };
 
+        // Checked as the client sent it (before overrides), before anything opens upstream.
+        let content = match self.requests.as_ref().map(|r| r.check_head(&headers)) {
+            Some(Err(())) => return decorate(Answer::close(400)),
+            Some(Ok(content)) => content,
+            None => None,
+        };
+
         for (name, value) in &self.overrides {
             headers.set(name.clone(), value.clone());
         }
@@ -358,12 +368,18 @@ impl Server {
         }
 
         match graph.open::<Http>(exit, HttpBegin { headers }, session.clone()) {
-            Ok((tx, rx)) => Outcome::Open(Opened {
-                tx,
-                rx,
-                session,
-                origin,
-            }),
+            Ok((tx, rx)) => {
+                let (tx, rx) = match (content, &self.requests) {
+                    (Some(content), Some(r)) => r.guard_body(graph, content, tx, rx),
+                    _ => (tx, rx),
+                };
+                Outcome::Open(Opened {
+                    tx,
+                    rx,
+                    session,
+                    origin,
+                })
+            }
             Err(Reset(ext)) => decorate(refused(ext)),
         }
     }

@@ -1,0 +1,192 @@
+//! Event validation through the whole SSE proxy, built in process so the test can read the
+//! counters and the events it reports: invalid events are dropped and counted by reason, the
+//! stream goes on, each rejection is one event naming the binding, the schema and the pointer.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use binding_http as _;
+use binding_sse_client as _;
+use binding_sse_server as _;
+use binding_tcp as _;
+use catalog_filesystem as _;
+use model_json as _;
+use zilla_engine::config::Config;
+use zilla_engine::{build, BuildEnv, Event, Exporter, Properties};
+use zilla_test_support::{free_port, SseBackend};
+
+#[derive(Debug, Default)]
+struct Collect(Mutex<Vec<Event>>);
+
+impl Exporter for Collect {
+    fn event(&self, e: &Event) {
+        self.0.lock().unwrap().push(e.clone());
+    }
+}
+
+const SCHEMA: &str = r#"{
+  "type": "object",
+  "properties": { "id": { "type": "integer", "minimum": 0 }, "name": { "type": "string" } },
+  "required": ["id"]
+}"#;
+
+fn config(port: u16, backend: u16) -> String {
+    format!(
+        "name: test
+catalogs:
+  host_filesystem:
+    type: filesystem
+    options:
+      subjects:
+        event:
+          path: event.schema.json
+bindings:
+  north_tcp_server:
+    type: tcp
+    kind: server
+    options: {{ host: 127.0.0.1, port: {port} }}
+    exit: north_http_server
+  north_http_server:
+    type: http
+    kind: server
+    options:
+      versions: [ http/1.1 ]
+    exit: north_sse_server
+  north_sse_server:
+    type: sse
+    kind: server
+    options:
+      requests:
+        - path: ^/events
+          content:
+            model: json
+            catalog:
+              host_filesystem:
+                - subject: event
+    exit: south_sse_client
+  south_sse_client:
+    type: sse
+    kind: client
+    exit: south_http_client
+  south_http_client:
+    type: http
+    kind: client
+    options:
+      versions: [ http/1.1 ]
+    exit: south_tcp_client
+  south_tcp_client:
+    type: tcp
+    kind: client
+    options: {{ host: 127.0.0.1, port: {backend} }}
+"
+    )
+}
+
+/// Reads from `conn` until `want` has arrived (or the time is up); returns all it read.
+fn read_until(conn: &mut TcpStream, want: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    conn.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while Instant::now() < deadline && !String::from_utf8_lossy(&got).contains(want) {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_events_are_dropped_counted_and_reported_and_the_stream_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("event.schema.json"), SCHEMA).unwrap();
+    let backend = SseBackend::start();
+    let port = free_port();
+    let config = Config::parse("zilla.yaml", &config(port, backend.port()), |_| None).unwrap();
+    let events = Arc::new(Collect::default());
+    let mut env = BuildEnv::new(Properties::default());
+    env.config_dir = dir.path().to_path_buf();
+    env.exporters.push(events.clone());
+    let graph = build(&config, &env).unwrap_or_else(|d| panic!("{d}"));
+    graph.attach().expect("listens");
+
+    let stream = tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(
+            b"GET /events/1 HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .unwrap();
+        assert!(
+            backend.wait_requests(1, Duration::from_secs(5)),
+            "reached the backend"
+        );
+        for event in [
+            &b"data:{\"id\":-1}\n\n"[..],                  // breaks minimum: 0
+            b"id:1\ndata:{\"id\":1,\"name\":\"one\"}\n\n", // valid
+            b"data:{\"id\":\n\n",                          // not JSON
+            b"data:{\"name\":\"no id\"}\n\n",              // misses a required property
+            b"id:2\ndata:{\"id\":2}\n\n",                  // valid
+        ] {
+            assert!(backend.send_to(0, event));
+        }
+        read_until(&mut c, "data:{\"id\":2}", Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    assert!(
+        stream.contains("id:1\ndata:{\"id\":1,\"name\":\"one\"}\n\n"),
+        "{stream}"
+    );
+    assert!(stream.contains("id:2\ndata:{\"id\":2}\n\n"), "{stream}");
+    assert!(
+        !stream.contains("-1") && !stream.contains("no id"),
+        "{stream}"
+    );
+
+    let counters = graph.counters();
+    let count = |reason| {
+        counters.value(
+            "test:north_sse_server",
+            "sse.events.invalid",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(count("violation"), 2);
+    assert_eq!(count("malformed"), 1);
+    assert_eq!(count("no-schema"), 0);
+
+    let events = events.0.lock().unwrap();
+    let rejected: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.name == "MODEL_JSON_VALIDATION_FAILED")
+        .collect();
+    assert_eq!(rejected.len(), 3, "{events:?}");
+    assert!(rejected.iter().all(|e| e.source == "test:north_sse_server"));
+    assert!(
+        rejected[0].message.starts_with(
+            "A message payload failed validation. [/id] -1 is less than the minimum of 0"
+        ),
+        "{}",
+        rejected[0].message
+    );
+    assert!(
+        rejected[0].message.ends_with(
+            "(event dropped; json, catalog host_filesystem subject event version latest)"
+        ),
+        "{}",
+        rejected[0].message
+    );
+    assert!(
+        rejected[2]
+            .message
+            .contains("[/] \"id\" is a required property"),
+        "{}",
+        rejected[2].message
+    );
+    graph.detach();
+}
