@@ -201,7 +201,7 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
-fn cpu_ticks(pid: u32) -> Result<u64, String> {
+pub(crate) fn cpu_ticks(pid: u32) -> Result<u64, String> {
     let fields = stat_fields(pid).ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
     // utime and stime are fields 14 and 15 of stat, 11 and 12 after the name.
     let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
@@ -236,7 +236,7 @@ fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-fn clock_ticks_per_second() -> f64 {
+pub(crate) fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .stderr(Stdio::null())

@@ -10,6 +10,8 @@
 //! - `cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D]
 //!   [--idle M]`: SSE fan-out latency, CPU per event and idle memory per
 //!   stream, direct vs through zilla's SSE proxy (and nginx, when installed).
+//! - `cargo xtask bench validate [--clients N] [--seconds D]`: SSE events per second and per
+//!   CPU-second through zilla with and without JSON Schema validation, side by side.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod bench_sse;
+mod bench_validate;
 mod demo;
 mod test;
 
@@ -49,6 +52,14 @@ commands:
           latency and events delivered vs sent,
         proxy CPU time per event (utime+stime from /proc),
         proxy RSS per idle stream with --idle streams open (default 1000).
+
+  bench validate [--clients N] [--seconds D]
+      Builds zilla in release mode and runs two zillas (one worker each) side
+      by side: the SSE proxy chain unvalidated, and with every event checked
+      against a 10-field JSON Schema. An in-process backend writes events as
+      fast as --clients streams (default 20) take them for --seconds
+      (default 5); prints events/s, proxy CPU and events per CPU-second for
+      both, and the ratio (target: validation keeps at least 0.70x).
 
   demo
       Builds (release) and runs the bundled SSE backend (zilla-sse-server on

@@ -57,6 +57,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// Environment variables.
     pub env: Vec<(String, String)>,
+    /// Files written next to `zilla.yaml` before zilla starts: (relative path, content).
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 impl Zilla {
@@ -65,6 +67,13 @@ impl Zilla {
     pub fn start(bin: &Path, config: &str, options: Options) -> Zilla {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("zilla.yaml"), config).expect("write config");
+        for (rel, content) in &options.files {
+            let path = dir.path().join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create dirs");
+            }
+            std::fs::write(path, content).expect("write file");
+        }
         let mut cmd = Command::new(bin);
         cmd.arg("start")
             .arg("-c")

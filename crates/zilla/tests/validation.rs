@@ -190,3 +190,50 @@ async fn invalid_events_are_dropped_counted_and_reported_and_the_stream_goes_on(
     );
     graph.detach();
 }
+
+/// `examples/sse.proxy.validate` as shipped (only its two ports moved to free ones), through
+/// the real binary, with curl as the client: the invalid event is dropped and logged, the valid
+/// one arrives.
+#[test]
+fn the_bundled_validate_example_drops_the_invalid_event() {
+    use std::process::{Command, Stdio};
+    use zilla_test_support::{Options, Zilla};
+
+    let root =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sse.proxy.validate");
+    let backend = SseBackend::start();
+    let port = free_port();
+    let config = std::fs::read_to_string(root.join("zilla.yaml"))
+        .unwrap()
+        .replace("port: 7114", &format!("port: {port}"))
+        .replace("port: 8001", &format!("port: {}", backend.port()));
+    let schema = std::fs::read(root.join("schemas/event.json")).unwrap();
+    let zilla = Zilla::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_zilla")),
+        &config,
+        Options {
+            files: vec![("schemas/event.json".into(), schema)],
+            ..Options::default()
+        },
+    );
+    zilla.wait_for("listening on tcp://", Duration::from_secs(10));
+    let curl = Command::new("curl")
+        .args(["-sN", "--max-time", "3"])
+        .arg(format!("http://127.0.0.1:{port}/events"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl is installed (apt-get install curl)");
+    assert!(
+        backend.wait_requests(1, Duration::from_secs(5)),
+        "curl's stream reached the backend"
+    );
+    assert!(backend.send_to(0, b"id:1\ndata:{\"id\":-1,\"name\":\"Bad\"}\n\n"));
+    assert!(backend.send_to(0, b"id:2\ndata:{\"id\":1,\"name\":\"Hello World!\"}\n\n"));
+    let out = curl.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out, "id:2\ndata:{\"id\":1,\"name\":\"Hello World!\"}\n\n");
+    zilla.wait_for(
+        "MODEL_JSON_VALIDATION_FAILED A message payload failed validation. [/id] -1 is less than the minimum of 0 (event dropped; json, catalog host_filesystem subject event version latest)",
+        Duration::from_secs(5),
+    );
+}

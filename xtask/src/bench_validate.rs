@@ -1,0 +1,271 @@
+//! `cargo xtask bench validate`: what schema validation costs on the SSE proxy.
+//!
+//! One run, two zilla processes side by side on the same machine: the `examples/sse.proxy`
+//! chain as is, and the same chain with the sse server validating every event against a
+//! typical JSON Schema (10 fields: types, `required`, one `pattern`) from an inline catalog.
+//! An in-process backend writes 10-field JSON events as fast as each stream takes them to
+//! `--clients` streams for `--seconds`; the clients count the events they receive. For each
+//! proxy it reports events per second delivered, the proxy's CPU seconds, and events per
+//! CPU-second ("per core"); then validated / unvalidated. The target: validation keeps at
+//! least 70% of the unvalidated throughput per core.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use zilla_spec::Zilla;
+
+use crate::bench::{free_port, TempDir};
+use crate::bench_sse::{clock_ticks_per_second, cpu_ticks};
+use crate::{cargo, target_dir, workspace_root};
+
+const SCHEMA: &str = r#"{"type":"object","properties":{"id":{"type":"integer","minimum":0},"name":{"type":"string"},"tag":{"type":"string","pattern":"^[a-z]+-[0-9]+$"},"price":{"type":"number"},"qty":{"type":"integer"},"active":{"type":"boolean"},"region":{"type":"string"},"ts":{"type":"integer"},"source":{"type":"string"},"note":{"type":"string"}},"required":["id","name","tag","price","qty","active","region","ts","source","note"]}"#;
+
+struct Args {
+    clients: usize,
+    seconds: u64,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut a = Args {
+        clients: 20,
+        seconds: 5,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = || {
+            it.clone()
+                .next()
+                .cloned()
+                .ok_or(format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--clients" => a.clients = value()?.parse().map_err(|_| "--clients N".to_string())?,
+            "--seconds" => a.seconds = value()?.parse().map_err(|_| "--seconds N".to_string())?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+        it.next();
+    }
+    if a.clients == 0 || a.seconds == 0 {
+        return Err("--clients and --seconds must be at least 1".into());
+    }
+    Ok(a)
+}
+
+/// A chunk of 64 events, each a 10-field JSON object that satisfies the schema.
+fn event_chunk() -> Vec<u8> {
+    let mut events = Vec::new();
+    for i in 0..64u32 {
+        let data = format!(
+            r#"{{"id":{i},"name":"event-{i}","tag":"abc-{i}","price":12.5,"qty":3,"active":true,"region":"eu-west-1","ts":1700000000,"source":"bench","note":"hello, world"}}"#
+        );
+        events.extend_from_slice(format!("id:{i}\ndata:{data}\n\n").as_bytes());
+    }
+    let mut chunk = format!("{:x}\r\n", events.len()).into_bytes();
+    chunk.extend_from_slice(&events);
+    chunk.extend_from_slice(b"\r\n");
+    chunk
+}
+
+/// Serves every request with an endless event stream until `stop`.
+fn backend(stop: Arc<AtomicBool>) -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("backend: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let chunk = Arc::new(event_chunk());
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (stop, chunk) = (stop.clone(), chunk.clone());
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
+                while !stop.load(Ordering::Relaxed) {
+                    if conn.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// Opens `clients` streams through `port`, counts events for `seconds`, and returns
+/// (events received, proxy CPU seconds).
+fn measure(port: u16, pid: u32, args: &Args) -> Result<(u64, f64), String> {
+    let count = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..args.clients {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+        c.write_all(
+            b"GET /events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .map_err(|e| e.to_string())?;
+        c.set_read_timeout(Some(Duration::from_millis(200))).ok();
+        let (count, done) = (count.clone(), done.clone());
+        readers.push(thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut last = 0u8;
+            while !done.load(Ordering::Relaxed) {
+                match c.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        let mut events = 0;
+                        for &b in &buf[..n] {
+                            if last == b'\n' && b == b'\n' {
+                                events += 1;
+                            }
+                            last = b;
+                        }
+                        count.fetch_add(events, Ordering::Relaxed);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }));
+    }
+    // Warm up, then measure a window.
+    thread::sleep(Duration::from_millis(500));
+    let ticks = clock_ticks_per_second();
+    let (c0, t0) = (count.load(Ordering::Relaxed), cpu_ticks(pid)?);
+    let started = Instant::now();
+    thread::sleep(Duration::from_secs(args.seconds));
+    let (c1, t1) = (count.load(Ordering::Relaxed), cpu_ticks(pid)?);
+    let elapsed = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    for r in readers {
+        let _ = r.join();
+    }
+    let events = c1 - c0;
+    let cpu = (t1 - t0) as f64 / ticks;
+    Ok(((events as f64 / elapsed) as u64, cpu / elapsed))
+}
+
+fn config(port: u16, backend: u16, validate: bool) -> String {
+    let (catalogs, requests) = if validate {
+        (
+            format!(
+                "catalogs:\n  catalog0:\n    type: inline\n    options:\n      subjects:\n        event:\n          schema: '{SCHEMA}'\n"
+            ),
+            "    options:\n      requests:\n        - path: ^/events\n          content:\n            model: json\n            catalog:\n              catalog0:\n                - subject: event\n".to_string(),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    format!(
+        "name: bench
+{catalogs}bindings:
+  north_tcp_server:
+    type: tcp
+    kind: server
+    options: {{ host: 127.0.0.1, port: {port} }}
+    exit: north_http_server
+  north_http_server:
+    type: http
+    kind: server
+    options: {{ versions: [ http/1.1 ] }}
+    exit: north_sse_server
+  north_sse_server:
+    type: sse
+    kind: server
+{requests}    exit: south_sse_client
+  south_sse_client:
+    type: sse
+    kind: client
+    exit: south_http_client
+  south_http_client:
+    type: http
+    kind: client
+    options: {{ versions: [ http/1.1 ] }}
+    exit: south_tcp_client
+  south_tcp_client:
+    type: tcp
+    kind: client
+    options: {{ host: 127.0.0.1, port: {backend} }}
+"
+    )
+}
+
+fn bench(args: &Args) -> Result<(), String> {
+    let root = workspace_root();
+    println!("==> cargo build --release -p zilla");
+    let built = cargo(&root)
+        .args(["build", "--release", "-p", "zilla"])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !built.success() {
+        return Err("zilla failed to build".into());
+    }
+    let bin = target_dir(&root).join("release").join("zilla");
+    let stop = Arc::new(AtomicBool::new(false));
+    let backend = backend(stop.clone())?;
+    let mut rows = Vec::new();
+    for (name, validate) in [("unvalidated", false), ("validated (json)", true)] {
+        let work = TempDir::new()?;
+        let port = free_port()?;
+        let path = work.path().join("zilla.yaml");
+        fs::write(&path, config(port, backend, validate)).map_err(|e| e.to_string())?;
+        // One worker: the figures are per core.
+        fs::write(work.path().join("zilla.args"), "-w\n1\n").map_err(|e| e.to_string())?;
+        let mut zilla = Zilla::start(&bin, &path, &[], Some(work.path()))?;
+        zilla.wait_listening(&[port], Duration::from_secs(10))?;
+        println!(
+            "==> {name}: {} clients for {}s, events as fast as they are taken",
+            args.clients, args.seconds
+        );
+        let r = measure(port, zilla.pid(), args);
+        let stopped = zilla.stop(Duration::from_secs(3));
+        let (events_s, cpu) = r.map_err(|e| format!("{e}\n{}", stopped.stderr))?;
+        rows.push((name, events_s, cpu));
+    }
+    stop.store(true, Ordering::Relaxed);
+    println!();
+    println!(
+        "| proxy (1 worker) | events/s delivered | proxy CPU (cores) | events per CPU-second |"
+    );
+    println!("|---|---|---|---|");
+    for (name, events, cpu) in &rows {
+        println!(
+            "| {name} | {events} | {cpu:.2} | {:.0} |",
+            *events as f64 / cpu.max(1e-9)
+        );
+    }
+    let per_core = |i: usize| rows[i].1 as f64 / rows[i].2.max(1e-9);
+    println!();
+    println!(
+        "validated / unvalidated: {:.2}x events/s, {:.2}x events per CPU-second (target: at least 0.70x)",
+        rows[1].1 as f64 / rows[0].1.max(1) as f64,
+        per_core(1) / per_core(0)
+    );
+    Ok(())
+}
+
+pub(crate) fn run(args: &[String]) -> ExitCode {
+    let args = match parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("xtask bench validate: {e}\nusage: cargo xtask bench validate [--clients N] [--seconds D]");
+            return ExitCode::from(2);
+        }
+    };
+    match bench(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask bench validate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
