@@ -25,7 +25,7 @@ fn fast_reload() -> Options {
             "-P".into(),
             "zilla.engine.config.watch.interval=100ms".into(),
         ],
-        env: vec![],
+        ..Options::default()
     }
 }
 
@@ -65,6 +65,7 @@ fn env_expressions_set_values_and_unset_ones_warn() {
             ("ZILLA_TEST_PORT".into(), port.to_string()),
             ("ZILLA_TEST_HOST".into(), "127.0.0.1".into()),
         ],
+        ..Options::default()
     };
     let zilla = Zilla::start(bin(), &config, options);
     zilla.wait_for(
@@ -163,7 +164,7 @@ fn sigterm_ends_after_the_grace_period_when_streams_stay_open() {
     let port = free_port();
     let options = Options {
         args: vec!["-P".into(), "zilla.engine.shutdown.grace=300ms".into()],
-        env: vec![],
+        ..Options::default()
     };
     let mut zilla = Zilla::start(bin(), &echo_config(&port.to_string()), options);
     zilla.wait_for("listening on", 10 * SECOND);
@@ -187,7 +188,7 @@ fn logs_flag_and_stdout_exporter_print_engine_events() {
     let port = free_port();
     let options = Options {
         args: vec!["-l".into()],
-        env: vec![],
+        ..Options::default()
     };
     let zilla = Zilla::start(bin(), &echo_config(&port.to_string()), options);
     let line = zilla.wait_for("ENGINE_STARTED", 10 * SECOND);

@@ -63,7 +63,7 @@ fn start(extra: &[&str]) -> (Zilla, SseBackend, u16) {
     let port = free_port();
     let options = Options {
         args: extra.iter().map(|s| s.to_string()).collect(),
-        env: vec![],
+        ..Options::default()
     };
     let zilla = Zilla::start(bin(), &config(port, backend.port()), options);
     zilla.wait_for("north_tcp_server listening on", 10 * SECOND);
