@@ -22,7 +22,8 @@ impl fmt::Debug for Events {
 }
 
 impl Events {
-    pub(crate) fn new(exporters: Vec<Arc<dyn Exporter>>) -> Self {
+    /// Events delivered to `exporters` (the engine builds one per graph; tests build their own).
+    pub fn new(exporters: Vec<Arc<dyn Exporter>>) -> Self {
         Events(exporters.into())
     }
 

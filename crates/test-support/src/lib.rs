@@ -1,10 +1,12 @@
 //! Test support: run the real `zilla` binary on a config in a temporary directory, read what it
 //! prints, signal it, and pick free ports on 127.0.0.1.
 
+mod registry;
 mod sse;
 
 use std::io::{BufRead, BufReader, Read};
 
+pub use registry::{FakeRegistry, RegistryMode, RegistryRequest};
 pub use sse::{rss_kib, SseBackend};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

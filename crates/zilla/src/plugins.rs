@@ -11,6 +11,7 @@ use binding_tcp as _;
 use binding_tls as _;
 use catalog_filesystem as _;
 use catalog_inline as _;
+use catalog_registry as _;
 use exporter_stdout as _;
 use guard_jwt as _;
 use model_core as _;
@@ -40,7 +41,15 @@ pub(crate) const EXPECTED_GUARDS: &[&str] = &["jwt"];
 
 /// The catalog types this binary must offer.
 #[cfg(test)]
-pub(crate) const EXPECTED_CATALOGS: &[&str] = &["filesystem", "inline"];
+pub(crate) const EXPECTED_CATALOGS: &[&str] = &[
+    "apicurio",
+    "apicurio-registry",
+    "filesystem",
+    "inline",
+    "karapace",
+    "karapace-schema-registry",
+    "schema-registry",
+];
 
 /// The model types this binary must offer.
 #[cfg(test)]

@@ -237,3 +237,59 @@ fn the_bundled_validate_example_drops_the_invalid_event() {
         Duration::from_secs(5),
     );
 }
+
+/// A `schema-registry` catalog through the real binary: while the registry fails, events are
+/// dropped (never passed unvalidated) and the outage is logged once; once it answers, the
+/// schema is fetched in the background and valid events flow on the same stream.
+#[test]
+fn a_registry_catalog_drops_events_until_the_registry_answers() {
+    use zilla_test_support::{FakeRegistry, Options, RegistryMode, Zilla};
+
+    let registry = FakeRegistry::start();
+    registry.confluent_subject("event-value", "latest", 9, SCHEMA);
+    registry.set_mode(RegistryMode::Failing);
+    let backend = SseBackend::start();
+    let port = free_port();
+    let config = config(port, backend.port())
+        .replace(
+            "  host_filesystem:\n    type: filesystem\n    options:\n      subjects:\n        event:\n          path: event.schema.json\n",
+            &format!("  sr:\n    type: schema-registry\n    options:\n      url: {}\n      max-age: 300\n", registry.url()),
+        )
+        .replace(
+            "              host_filesystem:\n                - subject: event\n",
+            "              sr:\n                - subject: event-value\n",
+        )
+        + "telemetry:\n  exporters:\n    stdout0:\n      type: stdout\n";
+    let zilla = Zilla::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_zilla")),
+        &config,
+        Options::default(),
+    );
+    zilla.wait_for("listening on tcp://", Duration::from_secs(10));
+    zilla.wait_for(
+        "CATALOG_SCHEMA_REGISTRY_UNRETRIEVABLE_SCHEMA_SUBJECT_VERSION Unable to fetch schema for subject event-value with version latest",
+        Duration::from_secs(5),
+    );
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    assert!(backend.wait_requests(1, Duration::from_secs(5)));
+    assert!(backend.send_to(0, b"id:1\ndata:{\"id\":1,\"name\":\"early\"}\n\n"));
+    zilla.wait_for(
+        "MODEL_JSON_VALIDATION_FAILED A message payload failed validation. The schema (catalog sr subject event-value version latest) is not known.",
+        Duration::from_secs(5),
+    );
+    registry.set_mode(RegistryMode::Up);
+    zilla.wait_for(
+        "CATALOG_SCHEMA_REGISTRY_RETRIEVABLE_SCHEMA_SUBJECT_VERSION Successfully fetched schema for subject event-value",
+        Duration::from_secs(5),
+    );
+    assert!(backend.send_to(0, b"id:2\ndata:{\"id\":-5,\"name\":\"bad\"}\n\n"));
+    assert!(backend.send_to(0, b"id:3\ndata:{\"id\":3,\"name\":\"late\"}\n\n"));
+    let got = read_until(&mut conn, "late", Duration::from_secs(5));
+    assert!(
+        got.contains("id:3\ndata:{\"id\":3,\"name\":\"late\"}\n\n"),
+        "{got}"
+    );
+    assert!(!got.contains("early") && !got.contains("bad"), "{got}");
+}
