@@ -183,7 +183,7 @@ fn section(title: &str) {
 /// counting the `test result:` lines.
 fn cargo_test(root: &Path) -> Counts {
     let child = cargo(root)
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .stdout(Stdio::piped())
         .spawn();
     let mut child = match child {
