@@ -309,19 +309,15 @@ impl Requests {
             }
         };
         let body = body.freeze();
-        let body = if body.is_empty() {
-            body
-        } else {
-            match content.model.convert(body) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.refuse(e, "body", &content.describe);
-                    upstream.abort(None);
-                    reply_refusal(reply, 400);
-                    return false;
-                }
+        // Validated, never converted: the request head (with its length) has gone upstream.
+        if !body.is_empty() {
+            if let Err(e) = content.model.validate(&body) {
+                self.refuse(e, "body", &content.describe);
+                upstream.abort(None);
+                reply_refusal(reply, 400);
+                return false;
             }
-        };
+        }
         if !body.is_empty() && upstream.send(Frame::Data(Data::bytes(body))).await.is_err() {
             return true;
         }
