@@ -2,6 +2,9 @@
 //! counters and the events it reports: invalid events are dropped and counted by reason, the
 //! stream goes on, each rejection is one event naming the binding, the schema and the pointer.
 
+#[path = "../../../bindings/tls/tests/support/mod.rs"]
+mod tls_support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
@@ -292,4 +295,119 @@ fn a_registry_catalog_drops_events_until_the_registry_answers() {
         "{got}"
     );
     assert!(!got.contains("early") && !got.contains("bad"), "{got}");
+}
+
+/// The `sr` catalog and the SSE chain of [`config`], reading `event-value` from a schema
+/// registry at `url` through `vault` with `tls`.
+fn registry_config(port: u16, backend: u16, url: &str, vault: &str, tls: &str) -> String {
+    config(port, backend)
+        .replace(
+            "  host_filesystem:\n    type: filesystem\n    options:\n      subjects:\n        event:\n          path: event.schema.json\n",
+            &format!("  sr:\n    type: schema-registry\n    vault: {vault}\n    options:\n      url: {url}\n      tls: {tls}\n"),
+        )
+        .replace(
+            "              host_filesystem:\n                - subject: event\n",
+            "              sr:\n                - subject: event-value\n",
+        )
+        + "telemetry:\n  exporters:\n    stdout0:\n      type: stdout\n"
+}
+
+#[test]
+fn a_registry_over_https_is_reached_with_trust_and_client_keys_from_the_vault() {
+    use tls_support::Pki;
+    use zilla_test_support::{FakeRegistry, Options, Zilla};
+
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_zilla"));
+    let pki = Pki::generate();
+    let registry = FakeRegistry::start();
+    registry.confluent_subject("event-value", "latest", 9, SCHEMA);
+    // The registry behind a TLS server that requires a client certificate from the test CA
+    // (a second zilla: tcp -> tls (mutual: required) -> tcp to the plain registry).
+    let front = free_port();
+    let front_config = format!(
+        "name: front
+{vault}bindings:
+  tcp0:
+    type: tcp
+    kind: server
+    options: {{ host: 127.0.0.1, port: {front} }}
+    exit: tls0
+  tls0:
+    type: tls
+    kind: server
+    vault: server
+    options: {{ keys: [ localhost ], trust: [ ca ], mutual: required }}
+    exit: tcp1
+  tcp1:
+    type: tcp
+    kind: client
+    options: {{ host: 127.0.0.1, port: {registry} }}
+",
+        vault = pki.vault("server"),
+        registry = registry.port(),
+    );
+    let front_zilla = Zilla::start(bin, &front_config, Options::default());
+    front_zilla.wait_for("listening on tcp://", Duration::from_secs(10));
+    let url = format!("https://localhost:{front}");
+
+    // Without a client key the handshake is refused: the subject stays unknown, and that is
+    // reported, not passed unvalidated.
+    let backend = SseBackend::start();
+    let port = free_port();
+    let config = format!(
+        "{}{}",
+        pki.vault("server"),
+        registry_config(
+            port,
+            backend.port(),
+            &url,
+            "server_client",
+            "{ trust: [ ca ] }"
+        )
+    );
+    let refused = Zilla::start(bin, &config, Options::default());
+    refused.wait_for(
+        "CATALOG_SCHEMA_REGISTRY_UNRETRIEVABLE_SCHEMA_SUBJECT_VERSION Unable to fetch schema for subject event-value with version latest",
+        Duration::from_secs(10),
+    );
+    drop(refused);
+    assert_eq!(registry.count("/subjects/event-value/versions/latest"), 0);
+
+    // With the client key the lookup goes through; events are validated against the schema.
+    let backend = SseBackend::start();
+    let port = free_port();
+    let config = format!(
+        "{}{}",
+        pki.vault("server"),
+        registry_config(
+            port,
+            backend.port(),
+            &url,
+            "server_client",
+            "{ trust: [ ca ], keys: [ client ] }"
+        )
+    );
+    let zilla = Zilla::start(bin, &config, Options::default());
+    zilla.wait_for("listening on tcp://", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while registry.count("/subjects/event-value/versions/latest") == 0 {
+        assert!(Instant::now() < deadline, "the registry was never asked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    assert!(backend.wait_requests(1, Duration::from_secs(5)));
+    assert!(backend.send_to(0, b"id:1\ndata:{\"id\":-1,\"name\":\"bad\"}\n\n"));
+    assert!(backend.send_to(0, b"id:2\ndata:{\"id\":2,\"name\":\"good\"}\n\n"));
+    let got = read_until(&mut conn, "good", Duration::from_secs(5));
+    assert!(
+        got.contains("id:2\ndata:{\"id\":2,\"name\":\"good\"}\n\n"),
+        "{got}"
+    );
+    assert!(!got.contains("bad"), "{got}");
+    zilla.wait_for(
+        "MODEL_JSON_VALIDATION_FAILED A message payload failed validation. [/id]",
+        Duration::from_secs(5),
+    );
 }
