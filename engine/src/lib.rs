@@ -37,7 +37,8 @@ pub use graph::{
 pub use guard::{Guard, GuardId, Session};
 pub use kind::{Kind, Protocols};
 pub use model::{
-    model_types, Invalid, Model, ModelConfig, ModelContext, ModelDescriptor, ModelFactory, Why,
+    model_types, CompiledSchema, Invalid, Model, ModelConfig, ModelContext, ModelDescriptor,
+    ModelFactory, Why,
 };
 pub use pattern::glob_match;
 pub use plugin::{

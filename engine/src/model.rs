@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
@@ -319,4 +320,122 @@ pub(crate) struct CatalogEntryConfig {
     pub(crate) version: Option<String>,
     #[serde(default)]
     pub(crate) record: Option<String>,
+}
+
+/// A schema compiled once per schema id, for cataloged models: the subject's current id is
+/// asked of the catalog on every payload (a lock-free read), and only a new id compiles again.
+/// A schema that does not compile stays cached as its error, so it is not recompiled per
+/// payload. Reads take no lock (`ArcSwap`).
+pub struct CompiledSchema<T> {
+    schema: SchemaRef,
+    event: &'static str,
+    compile: Compile<T>,
+    last: ArcSwapOption<Entry<T>>,
+}
+
+/// Turns a schema text into what checks payloads, or says why it cannot.
+type Compile<T> = Box<dyn Fn(&str) -> Result<T, String> + Send + Sync>;
+
+/// A schema id and what it compiled to.
+type Entry<T> = (u32, Result<Arc<T>, String>);
+
+impl<T> fmt::Debug for CompiledSchema<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledSchema")
+            .field("schema", &self.schema.describe())
+            .field("event", &self.event)
+            .finish()
+    }
+}
+
+impl<T> CompiledSchema<T> {
+    /// Compiles the schemas of `schema` with `compile`; rejections are reported as `event`
+    /// (`MODEL_JSON_VALIDATION_FAILED`). `compile` turns a schema text into what checks payloads,
+    /// or says why it cannot.
+    ///
+    /// When the catalog already holds the schema (a local catalog, or a registry that answered
+    /// at once) it is compiled now, and one that does not compile is a config error at the
+    /// model's path naming `what` ("JSON Schema").
+    pub fn new(
+        cx: &ModelContext,
+        event: &'static str,
+        what: &str,
+        compile: impl Fn(&str) -> Result<T, String> + Send + Sync + 'static,
+    ) -> Result<Self, ConfigError> {
+        let compiled = CompiledSchema {
+            schema: cx.schema()?.clone(),
+            event,
+            compile: Box::new(compile),
+            last: ArcSwapOption::empty(),
+        };
+        if let Some(id) = compiled.schema.id() {
+            if let Some(c) = compiled.cached(id) {
+                if let Err(e) = &c.1 {
+                    return Err(cx.error(
+                        "",
+                        format!("{}: not a usable {what}: {e}", compiled.schema.describe()),
+                    ));
+                }
+            }
+        }
+        Ok(compiled)
+    }
+
+    /// The schema reference (catalog and entry).
+    pub fn schema_ref(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// An [`Invalid`] of this model: Zilla's `A message payload failed validation.` + `detail`.
+    pub fn invalid(&self, why: Why, detail: impl fmt::Display) -> Invalid {
+        Invalid {
+            event: self.event,
+            why,
+            message: format!("A message payload failed validation. {detail}"),
+        }
+    }
+
+    /// The compiled schema of the entry's current id.
+    pub fn current(&self) -> Result<Arc<T>, Invalid> {
+        match self.schema.id() {
+            Some(id) => self.of_id(id),
+            None => Err(self.unknown(None)),
+        }
+    }
+
+    /// The compiled schema of `id` (a writer schema named by a payload's wire prefix).
+    pub fn of_id(&self, id: u32) -> Result<Arc<T>, Invalid> {
+        let c = self.cached(id).ok_or_else(|| self.unknown(Some(id)))?;
+        c.1.clone().map_err(|e| {
+            self.invalid(
+                Why::NoSchema,
+                format!(
+                    "The schema ({}, id {id}) is not usable: {e}",
+                    self.schema.describe()
+                ),
+            )
+        })
+    }
+
+    fn unknown(&self, id: Option<u32>) -> Invalid {
+        let id = id.map(|id| format!(", id {id}")).unwrap_or_default();
+        self.invalid(
+            Why::NoSchema,
+            format!("The schema ({}{id}) is not known.", self.schema.describe()),
+        )
+    }
+
+    /// The cached entry if it is for `id`, else `id` compiled now and cached (a registry moved
+    /// the subject to a new id, or the first payload).
+    fn cached(&self, id: u32) -> Option<Arc<Entry<T>>> {
+        if let Some(c) = self.last.load_full() {
+            if c.0 == id {
+                return Some(c);
+            }
+        }
+        let text = self.schema.schema(id)?;
+        let c = Arc::new((id, (self.compile)(&text).map(Arc::new)));
+        self.last.store(Some(c.clone()));
+        Some(c)
+    }
 }

@@ -16,11 +16,10 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
 use serde_json::Value;
 use zilla_engine::{
-    ConfigError, Invalid, Model, ModelContext, ModelDescriptor, ModelFactory, Nothing, SchemaRef,
-    Why,
+    CompiledSchema, ConfigError, Invalid, Model, ModelContext, ModelDescriptor, ModelFactory,
+    Nothing, Why,
 };
 
 /// The event a rejected payload is reported with (Zilla's `model.json.validation.failed`).
@@ -38,96 +37,34 @@ impl ModelFactory for JsonFactory {
     type Options = Nothing;
 
     fn build(cx: &ModelContext, _: Nothing) -> Result<Arc<dyn Model>, ConfigError> {
-        let schema = cx.schema()?.clone();
-        let model = JsonModel {
-            schema,
-            compiled: ArcSwapOption::empty(),
-        };
-        if let Some(id) = model.schema.id() {
-            if let Some(Err(e)) = model.compiled(id).map(|c| c.validator.clone()) {
-                return Err(cx.error(
-                    "",
-                    format!("{}: not a usable JSON Schema: {e}", model.schema.describe()),
-                ));
-            }
-        }
-        Ok(Arc::new(model))
+        Ok(Arc::new(JsonModel {
+            schema: CompiledSchema::new(cx, EVENT, "JSON Schema", compile)?,
+        }))
     }
 }
 
-/// A schema compiled for one id; a schema that does not compile stays cached as its error, so
-/// it is not recompiled for every payload.
-struct Compiled {
-    id: u32,
-    validator: Result<Arc<jsonschema::Validator>, String>,
+/// Compiles one schema text.
+fn compile(text: &str) -> Result<jsonschema::Validator, String> {
+    let schema: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    jsonschema::validator_for(&schema).map_err(|e| e.to_string())
 }
 
+#[derive(Debug)]
 struct JsonModel {
-    schema: SchemaRef,
-    compiled: ArcSwapOption<Compiled>,
-}
-
-impl std::fmt::Debug for JsonModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonModel")
-            .field("schema", &self.schema.describe())
-            .finish()
-    }
-}
-
-impl JsonModel {
-    /// The compiled schema of `id`: the cached one if it is for `id`, else compiled now and
-    /// cached (a registry moved the subject to a new id, or the first payload).
-    fn compiled(&self, id: u32) -> Option<Arc<Compiled>> {
-        if let Some(c) = self.compiled.load_full() {
-            if c.id == id {
-                return Some(c);
-            }
-        }
-        let text = self.schema.schema(id)?;
-        let validator = serde_json::from_str::<Value>(&text)
-            .map_err(|e| format!("not JSON: {e}"))
-            .and_then(|schema| {
-                jsonschema::validator_for(&schema)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string())
-            });
-        let c = Arc::new(Compiled { id, validator });
-        self.compiled.store(Some(c.clone()));
-        Some(c)
-    }
-}
-
-fn invalid(why: Why, detail: impl std::fmt::Display) -> Invalid {
-    Invalid {
-        event: EVENT,
-        why,
-        message: format!("A message payload failed validation. {detail}"),
-    }
+    schema: CompiledSchema<jsonschema::Validator>,
 }
 
 impl Model for JsonModel {
     fn validate(&self, payload: &[u8]) -> Result<(), Invalid> {
-        let unknown = || {
-            invalid(
-                Why::NoSchema,
-                format!("The schema ({}) is not known.", self.schema.describe()),
-            )
-        };
-        let id = self.schema.id().ok_or_else(unknown)?;
-        let compiled = self.compiled(id).ok_or_else(unknown)?;
-        let validator = compiled.validator.as_ref().map_err(|e| {
-            invalid(
-                Why::NoSchema,
-                format!("The schema ({}) is not usable: {e}", self.schema.describe()),
-            )
+        let validator = self.schema.current()?;
+        let value: Value = serde_json::from_slice(payload).map_err(|e| {
+            self.schema
+                .invalid(Why::Malformed, format!("[{},{}] {e}", e.line(), e.column()))
         })?;
-        let value: Value = serde_json::from_slice(payload)
-            .map_err(|e| invalid(Why::Malformed, format!("[{},{}] {e}", e.line(), e.column())))?;
         validator.validate(&value).map_err(|e| {
             let at = e.instance_path.to_string();
             let at = if at.is_empty() { "/".to_string() } else { at };
-            invalid(Why::Violation, format!("[{at}] {e}"))
+            self.schema.invalid(Why::Violation, format!("[{at}] {e}"))
         })
     }
 }
@@ -136,7 +73,9 @@ impl Model for JsonModel {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use zilla_engine::{Catalog, CatalogHandle, CatalogId, LocalSchemas, SchemaSelector};
+    use zilla_engine::{
+        Catalog, CatalogHandle, CatalogId, LocalSchemas, SchemaRef, SchemaSelector,
+    };
 
     #[derive(Debug)]
     struct Counting(LocalSchemas, AtomicUsize);

@@ -14,8 +14,10 @@ use catalog_inline as _;
 use catalog_registry as _;
 use exporter_stdout as _;
 use guard_jwt as _;
+use model_avro as _;
 use model_core as _;
 use model_json as _;
+use model_protobuf as _;
 use vault_filesystem as _;
 
 /// Keeps the plugin crates linked (called once at start-up).
@@ -54,7 +56,7 @@ pub(crate) const EXPECTED_CATALOGS: &[&str] = &[
 /// The model types this binary must offer.
 #[cfg(test)]
 pub(crate) const EXPECTED_MODELS: &[&str] = &[
-    "boolean", "double", "float", "int32", "int64", "json", "string",
+    "avro", "boolean", "double", "float", "int32", "int64", "json", "protobuf", "string",
 ];
 
 #[cfg(test)]

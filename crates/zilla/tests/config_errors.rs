@@ -230,7 +230,7 @@ fn models_and_catalogs_are_checked_at_load() {
     );
     check(
         &validating("jsn", ""),
-        &["zilla.yaml:9:20: bindings.sse0.options.requests[0].content: unknown model 'jsn' (registered: boolean, double, float, int32, int64, json, string) (did you mean 'json'?)"],
+        &["zilla.yaml:9:20: bindings.sse0.options.requests[0].content: unknown model 'jsn' (registered: avro, boolean, double, float, int32, int64, json, protobuf, string) (did you mean 'json'?)"],
     );
     check(
         &validating("{ model: json, catalog: { catalog1: [ { subject: event } ] } }", INLINE),
