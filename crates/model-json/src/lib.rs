@@ -61,8 +61,13 @@ impl Model for JsonModel {
             self.schema
                 .invalid(Why::Malformed, format!("[{},{}] {e}", e.line(), e.column()))
         })?;
+        // `is_valid` stops at the first failure and builds no error: the common case of a
+        // valid payload pays for nothing else.
+        if validator.is_valid(&value) {
+            return Ok(());
+        }
         validator.validate(&value).map_err(|e| {
-            let at = e.instance_path.to_string();
+            let at = e.instance_path().to_string();
             let at = if at.is_empty() { "/".to_string() } else { at };
             self.schema.invalid(Why::Violation, format!("[{at}] {e}"))
         })

@@ -49,7 +49,7 @@ fn every_config_in_the_repo_validates_against_the_schema() {
             let value: Value = serde::Deserialize::deserialize(doc).expect("YAML");
             let errors: Vec<String> = validator
                 .iter_errors(&value)
-                .map(|e| format!("{} at {}", e, e.instance_path))
+                .map(|e| format!("{} at {}", e, e.instance_path()))
                 .collect();
             assert!(
                 errors.is_empty(),
