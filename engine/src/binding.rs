@@ -6,6 +6,7 @@
 //! `inventory::submit! { BindingDescriptor::new::<MyFactory>() }`; linking the crate into the
 //! `zilla` binary is all it takes to make the type available.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -45,6 +46,102 @@ pub trait BindingFactory: Sized + 'static {
     /// Builds the binding. Errors name key paths relative to the document (see
     /// [`BindingContext::error`]); a single [`ConfigError`] converts with `?`.
     fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors>;
+
+    /// Generates namespaces of ordinary bindings from this binding's options before the graph
+    /// is built (the asyncapi binding's composites: tcp, http, sse bindings from a document in
+    /// a catalog). Called once per binding, with every catalog of the config already built;
+    /// what it returns is built with the rest of the config, through the same registry and
+    /// checks. The default generates nothing.
+    fn generate(cx: &GenerateContext<Self>) -> Result<Generated, ConfigErrors> {
+        let _ = cx;
+        Ok(Generated::default())
+    }
+}
+
+/// What [`BindingFactory::generate`] returns.
+#[derive(Default)]
+pub struct Generated {
+    /// zilla.yaml documents, one namespace each (`name` included), built with the config. A
+    /// generated binding reaches the generating one, or any binding of the config, by its
+    /// qualified name (`namespace:name`).
+    pub namespaces: Vec<String>,
+    /// Bindings the generating binding hands streams to (qualified names), resolved and checked
+    /// like exits; its build finds them in [`BindingContext::links`], in this order.
+    pub links: Vec<String>,
+    /// Anything the generating binding's own build needs ([`BindingContext::generated`]), so
+    /// what was parsed to generate is not parsed again.
+    pub state: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Generated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generated")
+            .field("namespaces", &self.namespaces.len())
+            .field("links", &self.links)
+            .finish()
+    }
+}
+
+/// Everything a [`BindingFactory::generate`] gets.
+#[derive(Debug)]
+pub struct GenerateContext<'a, F: BindingFactory> {
+    /// Namespace name.
+    pub namespace: &'a str,
+    /// Binding name (unqualified).
+    pub name: &'a str,
+    /// The kind.
+    pub kind: Kind,
+    /// Parsed `options`, if present.
+    pub options: Option<F::Options>,
+    /// The `vault` name as written, if any.
+    pub vault: Option<&'a str>,
+    /// Engine properties.
+    pub properties: &'a Arc<Properties>,
+    /// Directory of the config file.
+    pub config_dir: &'a std::path::Path,
+    pub(crate) plugins: &'a Plugins,
+}
+
+impl<F: BindingFactory> GenerateContext<'_, F> {
+    /// An error about `rel` (a path under this binding, e.g. `options.specs`).
+    pub fn error(&self, rel: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.path(rel), message)
+    }
+
+    /// The document path of `rel` under this binding.
+    pub fn path(&self, rel: &str) -> String {
+        if rel.is_empty() {
+            format!("bindings.{}", self.name)
+        } else {
+            format!("bindings.{}.{rel}", self.name)
+        }
+    }
+
+    /// The qualified name `namespace:name` of this binding.
+    pub fn qualified_name(&self) -> String {
+        format!("{}:{}", self.namespace, self.name)
+    }
+
+    /// `name` as a generated namespace must write it to reach a guard, vault or binding of
+    /// this binding's namespace (`namespace:name`; already qualified names are kept).
+    pub fn qualify(&self, name: &str) -> String {
+        crate::resolve::qualify(self.namespace, name)
+    }
+
+    /// The catalog called `name` found in the options at `rel`.
+    pub fn catalog(&self, name: &str, rel: &str) -> Result<CatalogHandle, ConfigError> {
+        self.plugins.catalog(self.namespace, name, &self.path(rel))
+    }
+
+    /// Checks that guard `name` (found at `rel`) exists.
+    pub fn guard(&self, name: &str, rel: &str) -> Result<GuardId, ConfigError> {
+        self.plugins.guard(self.namespace, name, &self.path(rel))
+    }
+
+    /// Where the binding reports events.
+    pub fn events(&self) -> &Events {
+        &self.plugins.events
+    }
 }
 
 /// A route with its exit and guards resolved.
@@ -131,6 +228,9 @@ pub struct BindingContext<F: BindingFactory> {
     pub properties: Arc<Properties>,
     /// Directory of the config file, for relative paths.
     pub config_dir: std::path::PathBuf,
+    /// The bindings named in [`Generated::links`], resolved.
+    pub links: Vec<BindingId>,
+    generated: Option<Arc<dyn Any + Send + Sync>>,
     plugins: Arc<Plugins>,
 }
 
@@ -220,6 +320,11 @@ impl<F: BindingFactory> BindingContext<F> {
             .register(&self.qualified_name(), name, labels)
     }
 
+    /// The state [`BindingFactory::generate`] left for this build, if it is a `T`.
+    pub fn generated<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.generated.clone()?.downcast::<T>().ok()
+    }
+
     /// Builds the model written at `rel` (`options.requests[0].content`): finds its type,
     /// resolves its catalog and subject, and parses its own keys. Each call builds a new model.
     pub fn model(&self, config: &ModelConfig, rel: &str) -> Result<Arc<dyn Model>, ConfigError> {
@@ -242,9 +347,43 @@ pub(crate) struct RawBinding<'a> {
     pub(crate) config: &'a BindingConfig,
     pub(crate) exits: &'a dyn ResolveExit,
     pub(crate) plugins: &'a Arc<Plugins>,
+    /// What the binding generated, if anything.
+    pub(crate) generated: Option<&'a Generated>,
+}
+
+/// The parts of one binding handed to its descriptor's typed generate.
+pub(crate) struct RawGenerate<'a> {
+    pub(crate) namespace: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) kind: Kind,
+    pub(crate) config: &'a BindingConfig,
+    pub(crate) plugins: &'a Plugins,
 }
 
 type BuildFn = fn(RawBinding<'_>) -> Result<Box<dyn Binding>, ConfigErrors>;
+type GenerateFn = fn(RawGenerate<'_>) -> Result<Generated, ConfigErrors>;
+
+/// Parses a binding's options with factory `F` and lets it generate. Options that do not parse
+/// generate nothing here: the build reports them.
+fn generate_binding<F: BindingFactory>(raw: RawGenerate<'_>) -> Result<Generated, ConfigErrors> {
+    let options = match raw.config.options.clone() {
+        Some(v) => match parse_value::<F::Options>(v, "") {
+            Ok(o) => Some(o),
+            Err(_) => return Ok(Generated::default()),
+        },
+        None => None,
+    };
+    F::generate(&GenerateContext {
+        namespace: raw.namespace,
+        name: raw.name,
+        kind: raw.kind,
+        options,
+        vault: raw.config.vault.as_deref(),
+        properties: &raw.plugins.properties,
+        config_dir: &raw.plugins.config_dir,
+        plugins: raw.plugins,
+    })
+}
 
 /// Parses a binding's typed sections with factory `F` and builds it.
 fn build_binding<F: BindingFactory>(raw: RawBinding<'_>) -> Result<Box<dyn Binding>, ConfigErrors> {
@@ -303,6 +442,10 @@ fn build_binding<F: BindingFactory>(raw: RawBinding<'_>) -> Result<Box<dyn Bindi
         ),
         None => None,
     };
+    let mut links = Vec::new();
+    for name in raw.generated.map_or(&[][..], |g| &g.links[..]) {
+        links.extend(errors.take(raw.exits.exit(raw.id, name, &base)));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -318,6 +461,8 @@ fn build_binding<F: BindingFactory>(raw: RawBinding<'_>) -> Result<Box<dyn Bindi
         vault,
         properties: raw.plugins.properties.clone(),
         config_dir: raw.plugins.config_dir.clone(),
+        links,
+        generated: raw.generated.and_then(|g| g.state.clone()),
         plugins: raw.plugins.clone(),
     })
 }
@@ -338,6 +483,7 @@ pub struct BindingDescriptor {
     /// Schema of `with`.
     pub with_schema: fn(&mut SchemaGenerator) -> Schema,
     pub(crate) build: BuildFn,
+    pub(crate) generate: GenerateFn,
 }
 
 impl BindingDescriptor {
@@ -351,6 +497,7 @@ impl BindingDescriptor {
             when_schema: schema_of::<F::When>,
             with_schema: schema_of::<F::With>,
             build: build_binding::<F>,
+            generate: generate_binding::<F>,
         }
     }
 }

@@ -8,9 +8,14 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::binding::{binding_types, BindingDescriptor, RawBinding, ResolveExit};
+use crate::binding::{
+    binding_types, BindingDescriptor, Generated, RawBinding, RawGenerate, ResolveExit,
+};
 use crate::catalog::Catalog;
-use crate::config::{suggestion, Config, ConfigError, Diagnostics, NamespaceConfig, PluginConfig};
+use crate::config::{
+    parse_generated, suggestion, BindingConfig, Config, ConfigError, Diagnostic, Diagnostics,
+    NamespaceConfig, PluginConfig,
+};
 use crate::events::{Counters, Events};
 use crate::graph::{BindingId, Graph, Node, Workers, DEFAULT_WINDOW};
 use crate::guard::Guard;
@@ -103,26 +108,65 @@ impl ResolveExit for Bindings {
     }
 }
 
-/// Builds one section of named plugins (`guards`, `vaults`, ...). `vaults` is given for
-/// sections whose entries may name a vault (catalogs).
+/// Where a namespace came from: the config file, or a binding that generated it.
+#[derive(Clone)]
+enum Origin {
+    File,
+    Generated {
+        /// The document of the generating binding.
+        doc: usize,
+        /// Its key path (`bindings.sse_proxy_server`).
+        by: String,
+    },
+}
+
+/// One namespace to build, and where its errors point.
+struct Source<'a> {
+    ns: &'a NamespaceConfig,
+    origin: Origin,
+}
+
+impl Source<'_> {
+    /// Locates an error about this namespace: in the file, or (generated) at the generating
+    /// binding, naming the generated namespace and key.
+    fn locate(&self, config: &Config, e: ConfigError) -> Diagnostic {
+        match &self.origin {
+            Origin::File => config.locator.locate(self.ns.doc, e),
+            Origin::Generated { doc, by } => config.locator.locate(
+                *doc,
+                ConfigError::new(
+                    by.clone(),
+                    format!(
+                        "in the bindings it generated ({}): {}: {}",
+                        self.ns.name, e.path, e.message
+                    ),
+                ),
+            ),
+        }
+    }
+}
+
+/// Builds one section of named plugins (`guards`, `vaults`, ...) into `out`. `vaults` is given
+/// for sections whose entries may name a vault (catalogs).
+#[allow(clippy::too_many_arguments)]
 fn build_plugins<T: ?Sized + 'static>(
-    config: &Config,
+    (config, sources): (&Config, &[Source<'_>]),
     section: &str,
     select: impl Fn(&NamespaceConfig) -> &indexmap::IndexMap<String, PluginConfig>,
     what: &str,
     (env, sinks): (&BuildEnv, &(Events, Counters)),
     vaults: Option<&Named<dyn Vault>>,
+    out: &mut Named<T>,
     diags: &mut Diagnostics,
-) -> Named<T>
-where
+) where
     PluginDescriptor<T>: inventory::Collect,
 {
     let types = plugin_types::<T>();
-    let mut out = Named::default();
-    for ns in &config.namespaces {
+    for src in sources {
+        let ns = src.ns;
         for (name, pc) in select(ns) {
             let path = format!("{section}.{name}");
-            let mut locate = |e: ConfigError| diags.0.push(config.locator.locate(ns.doc, e));
+            let mut locate = |e: ConfigError| diags.0.push(src.locate(config, e));
             let Some(d) = types.iter().find(|d| d.type_name == pc.ty) else {
                 let known: Vec<&str> = types.iter().map(|d| d.type_name).collect();
                 locate(ConfigError::new(
@@ -184,75 +228,20 @@ where
             }
         }
     }
-    out
 }
 
-/// Builds the graph of `config`: every binding, guard, vault, catalog and exporter, with every
-/// reference and exit protocol checked. Reports all errors found.
-pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics> {
-    let mut diags = Diagnostics::default();
-    let d = &mut diags;
-    // Exporters first: every other plugin may report events while it builds or runs.
-    let none = (Events::default(), Counters::default());
-    let exporters = build_plugins::<dyn Exporter>(
-        config,
-        "telemetry.exporters",
-        |ns| &ns.telemetry.exporters,
-        "exporter",
-        (env, &none),
-        None,
-        d,
-    );
-    let mut all = exporters.handles;
-    all.extend(env.exporters.iter().cloned());
-    let sinks = (Events::new(all), Counters::default());
-    let s = &sinks;
-    let guards = build_plugins::<dyn Guard>(
-        config,
-        "guards",
-        |ns| &ns.guards,
-        "guard",
-        (env, s),
-        None,
-        d,
-    );
-    let vaults = build_plugins::<dyn Vault>(
-        config,
-        "vaults",
-        |ns| &ns.vaults,
-        "vault",
-        (env, s),
-        None,
-        d,
-    );
-    let catalogs = build_plugins::<dyn Catalog>(
-        config,
-        "catalogs",
-        |ns| &ns.catalogs,
-        "catalog",
-        (env, s),
-        Some(&vaults),
-        d,
-    );
-    let plugins = Arc::new(Plugins {
-        guards,
-        vaults,
-        catalogs,
-        properties: env.properties.clone(),
-        config_dir: env.config_dir.clone(),
-        events: sinks.0.clone(),
-        counters: sinks.1.clone(),
-    });
-
+/// Finds each binding's registered type and kind and records its qualified name, so exits can
+/// be resolved; a binding whose type or kind is unknown is reported and left without info.
+fn declare<'a>(
+    config: &Config,
+    sources: &'a [Source<'a>],
+    bindings: &mut Bindings,
+    declared: &mut Vec<(&'a Source<'a>, &'a String, &'a BindingConfig)>,
+    diags: &mut Diagnostics,
+) {
     let types = binding_types();
-    let mut bindings = Bindings {
-        names: HashMap::new(),
-        qualified: Vec::new(),
-        infos: Vec::new(),
-        namespaces: Vec::new(),
-    };
-    let mut declared = Vec::new();
-    for ns in &config.namespaces {
+    for src in sources {
+        let ns = src.ns;
         for (name, b) in &ns.bindings {
             let id = bindings.qualified.len();
             bindings.names.insert(qualify(&ns.name, name), id);
@@ -265,8 +254,8 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
             let info = if of_type.is_empty() {
                 let mut known: Vec<&str> = types.iter().map(|d| d.type_name).collect();
                 known.dedup();
-                diags.0.push(config.locator.locate(
-                    ns.doc,
+                diags.0.push(src.locate(
+                    config,
                     ConfigError::new(
                         format!("{base}.type"),
                         format!(
@@ -293,8 +282,8 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
                             .iter()
                             .flat_map(|d| d.kinds.iter().map(|k| k.as_str()))
                             .collect();
-                        diags.0.push(config.locator.locate(
-                            ns.doc,
+                        diags.0.push(src.locate(
+                            config,
                             ConfigError::new(
                                 format!("{base}.kind"),
                                 format!(
@@ -311,23 +300,179 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
                 }
             };
             bindings.infos.push(info);
-            declared.push((ns, name, b));
+            declared.push((src, name, b));
         }
     }
+}
+
+/// Builds the graph of `config`: every binding, guard, vault, catalog and exporter, with every
+/// reference and exit protocol checked, and the namespaces bindings generate (asyncapi) built
+/// the same way. Reports all errors found.
+pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let d = &mut diags;
+    let file: Vec<Source<'_>> = config
+        .namespaces
+        .iter()
+        .map(|ns| Source {
+            ns,
+            origin: Origin::File,
+        })
+        .collect();
+    let cf = (config, &file[..]);
+    // Exporters first: every other plugin may report events while it builds or runs.
+    let none = (Events::default(), Counters::default());
+    let mut exporters = Named::default();
+    build_plugins::<dyn Exporter>(
+        cf,
+        "telemetry.exporters",
+        |ns| &ns.telemetry.exporters,
+        "exporter",
+        (env, &none),
+        None,
+        &mut exporters,
+        d,
+    );
+    let mut all = exporters.handles;
+    all.extend(env.exporters.iter().cloned());
+    let sinks = (Events::new(all), Counters::default());
+    let s = &sinks;
+    let mut plugins = Plugins {
+        guards: Named::default(),
+        vaults: Named::default(),
+        catalogs: Named::default(),
+        properties: env.properties.clone(),
+        config_dir: env.config_dir.clone(),
+        events: sinks.0.clone(),
+        counters: sinks.1.clone(),
+    };
+    build_plugins::<dyn Guard>(
+        cf,
+        "guards",
+        |ns| &ns.guards,
+        "guard",
+        (env, s),
+        None,
+        &mut plugins.guards,
+        d,
+    );
+    build_plugins::<dyn Vault>(
+        cf,
+        "vaults",
+        |ns| &ns.vaults,
+        "vault",
+        (env, s),
+        None,
+        &mut plugins.vaults,
+        d,
+    );
+    let vaults = std::mem::take(&mut plugins.vaults);
+    build_plugins::<dyn Catalog>(
+        cf,
+        "catalogs",
+        |ns| &ns.catalogs,
+        "catalog",
+        (env, s),
+        Some(&vaults),
+        &mut plugins.catalogs,
+        d,
+    );
+    plugins.vaults = vaults;
+
+    let mut bindings = Bindings {
+        names: HashMap::new(),
+        qualified: Vec::new(),
+        infos: Vec::new(),
+        namespaces: Vec::new(),
+    };
+    let mut declared = Vec::new();
+    declare(config, &file, &mut bindings, &mut declared, d);
+
+    // Bindings that generate namespaces (asyncapi) do so now, with the catalogs built.
+    let mut generated: Vec<Option<Generated>> = Vec::new();
+    let mut namespaces: Vec<(NamespaceConfig, Origin)> = Vec::new();
+    let mut texts = Vec::new();
+    for (i, (src, name, b)) in declared.iter().enumerate() {
+        let Some(info) = &bindings.infos[i] else {
+            generated.push(None);
+            continue;
+        };
+        let raw = RawGenerate {
+            namespace: &src.ns.name,
+            name,
+            kind: info.kind,
+            config: b,
+            plugins: &plugins,
+        };
+        match (info.descriptor.generate)(raw) {
+            Ok(g) => {
+                for text in &g.namespaces {
+                    let by = format!("bindings.{name}");
+                    match parse_generated(text) {
+                        Ok(ns) => {
+                            texts.push((ns.name.clone(), text.clone()));
+                            namespaces.push((
+                                ns,
+                                Origin::Generated {
+                                    doc: src.ns.doc,
+                                    by,
+                                },
+                            ));
+                        }
+                        Err(es) => d.0.extend(es.into_iter().map(|e| {
+                            src.locate(
+                                config,
+                                ConfigError::new(
+                                    by.clone(),
+                                    format!("generated an invalid namespace: {e}"),
+                                ),
+                            )
+                        })),
+                    }
+                }
+                generated.push(Some(g));
+            }
+            Err(es) => {
+                generated.push(None);
+                d.0.extend(es.into_iter().map(|e| src.locate(config, e)));
+            }
+        }
+    }
+    let gen: Vec<Source<'_>> = namespaces
+        .iter()
+        .map(|(ns, origin)| Source {
+            ns,
+            origin: origin.clone(),
+        })
+        .collect();
+    let cg = (config, &gen[..]);
+    build_plugins::<dyn Catalog>(
+        cg,
+        "catalogs",
+        |ns| &ns.catalogs,
+        "catalog",
+        (env, s),
+        Some(&plugins.vaults),
+        &mut plugins.catalogs,
+        d,
+    );
+    let plugins = Arc::new(plugins);
+    declare(config, &gen, &mut bindings, &mut declared, d);
 
     let mut nodes = Vec::new();
-    for (i, (ns, name, b)) in declared.into_iter().enumerate() {
+    for (i, (src, name, b)) in declared.into_iter().enumerate() {
         let Some(info) = &bindings.infos[i] else {
             continue;
         };
         let raw = RawBinding {
             id: BindingId(i),
-            namespace: &ns.name,
+            namespace: &src.ns.name,
             name,
             kind: info.kind,
             config: b,
             exits: &bindings,
             plugins: &plugins,
+            generated: generated.get(i).and_then(Option::as_ref),
         };
         match (info.descriptor.build)(raw) {
             Ok(binding) => {
@@ -342,7 +487,7 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
             }
             Err(es) => diags
                 .0
-                .extend(es.into_iter().map(|e| config.locator.locate(ns.doc, e))),
+                .extend(es.into_iter().map(|e| src.locate(config, e))),
         }
     }
     if !diags.0.is_empty() {
@@ -362,6 +507,7 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
         shutdown: env.shutdown.clone(),
         properties: env.properties.clone(),
         workers: env.workers.clone(),
+        generated: texts,
     }))
 }
 

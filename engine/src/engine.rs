@@ -68,6 +68,8 @@ pub struct Started {
     pub warnings: Vec<String>,
     /// The effective config text (after expressions).
     pub text: String,
+    /// `(namespace, zilla.yaml text)` of every namespace a binding generated (asyncapi).
+    pub generated: Vec<(String, String)>,
 }
 
 impl Engine {
@@ -148,11 +150,13 @@ impl Engine {
             .map(|n| n.name.clone())
             .unwrap_or_default();
         graph.event(&source, "ENGINE_STARTED", 0, "Engine Started.".into());
+        let generated = graph.generated().to_vec();
         *self.lock() = Some((graph, raw));
         Ok(Started {
             endpoints,
             warnings: config.warnings,
             text: config.text,
+            generated,
         })
     }
 

@@ -51,6 +51,8 @@ pub struct Graph {
     pub(crate) shutdown: CancellationToken,
     pub(crate) properties: Arc<Properties>,
     pub(crate) workers: Workers,
+    /// `(namespace, zilla.yaml text)` of every namespace a binding generated.
+    pub(crate) generated: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Graph {
@@ -96,6 +98,29 @@ impl Graph {
             },
         )?;
         Ok((initial_tx, reply_rx))
+    }
+
+    /// Hands a stream this binding accepted, as it is, to binding `exit`: no new pipes and no
+    /// task of its own, so a binding that only picks where a stream goes (asyncapi) costs
+    /// nothing per event. Returns the reset if `exit` refused it.
+    pub fn forward<P: Protocol>(
+        self: &Arc<Self>,
+        exit: BindingId,
+        stream: Stream<P>,
+    ) -> Result<(), Reset<P>> {
+        let node = self.nodes.get(exit.0).ok_or(Reset(None))?;
+        let handler = node
+            .handler
+            .as_ref()
+            .and_then(AnyHandler::get::<P>)
+            .ok_or(Reset(None))?;
+        tracing::debug!(binding = %node.name, trace_id = stream.trace_id, protocol = P::NAME, "stream forwarded");
+        handler.open(self, stream)
+    }
+
+    /// The namespaces bindings generated (asyncapi), as `(name, zilla.yaml text)`.
+    pub fn generated(&self) -> &[(String, String)] {
+        &self.generated
     }
 
     /// Spawns a stream task, tracked so that shutdown can wait for open streams to end.

@@ -23,7 +23,8 @@ mod schema;
 mod stream;
 
 pub use binding::{
-    binding_types, BindingContext, BindingDescriptor, BindingFactory, Nothing, Route, Routes,
+    binding_types, BindingContext, BindingDescriptor, BindingFactory, GenerateContext, Generated,
+    Nothing, Route, Routes,
 };
 pub use build::{build, registered, BuildEnv, Registered};
 pub use catalog::{Catalog, CatalogHandle, CatalogId, LocalSchemas, SchemaRef, SchemaSelector};

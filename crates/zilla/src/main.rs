@@ -189,6 +189,15 @@ async fn run(
     if verbose {
         println!("{}", started.text.trim_end());
     }
+    if verbose
+        || engine
+            .properties()
+            .bool("zilla.engine.verbose.composites", false)
+    {
+        for (namespace, text) in &started.generated {
+            println!("# generated: {namespace}\n---\n{}", text.trim_end());
+        }
+    }
     for (binding, endpoint) in &started.endpoints {
         println!("{binding} listening on {endpoint}");
     }

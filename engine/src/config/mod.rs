@@ -243,7 +243,7 @@ impl Config {
             if value.is_null() {
                 continue;
             }
-            match parse_namespace(doc, value) {
+            match parse_namespace(doc, value, true) {
                 Ok(ns) => namespaces.push(ns),
                 Err(es) => errors.extend(es.into_iter().map(|e| locator.locate(doc, e))),
             }
@@ -270,7 +270,19 @@ impl Config {
     }
 }
 
-fn parse_namespace(doc: usize, value: Value) -> Result<NamespaceConfig, Vec<ConfigError>> {
+/// Parses a namespace a binding generated: one zilla.yaml document whose `name` may hold the
+/// generating binding's qualified name (`ns:binding/label`), which a file could not.
+pub(crate) fn parse_generated(text: &str) -> Result<NamespaceConfig, Vec<ConfigError>> {
+    let value: Value = serde_yaml::from_str(text)
+        .map_err(|e| vec![ConfigError::new("", format!("invalid YAML: {e}"))])?;
+    parse_namespace(usize::MAX, value, false)
+}
+
+fn parse_namespace(
+    doc: usize,
+    value: Value,
+    named_by_user: bool,
+) -> Result<NamespaceConfig, Vec<ConfigError>> {
     if !value.is_mapping() {
         return Err(vec![ConfigError::new(
             "",
@@ -279,7 +291,7 @@ fn parse_namespace(doc: usize, value: Value) -> Result<NamespaceConfig, Vec<Conf
     }
     let raw: RawNamespace = parse_value(value, "").map_err(|e| vec![e])?;
     let mut errors = Vec::new();
-    if !is_valid_name(&raw.name) {
+    if named_by_user && !is_valid_name(&raw.name) {
         errors.push(ConfigError::new(
             "name",
             format!(
