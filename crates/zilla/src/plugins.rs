@@ -1,6 +1,7 @@
 //! The plugin crates linked into this binary. A crate that is never named is not linked, so its
 //! `inventory` registrations would be lost: name every plugin crate here once.
 
+use binding_asyncapi as _;
 use binding_echo as _;
 use binding_filesystem as _;
 use binding_http as _;
@@ -28,6 +29,7 @@ pub(crate) fn link() {
 /// The binding types this binary must offer.
 #[cfg(test)]
 pub(crate) const EXPECTED_BINDINGS: &[&str] = &[
+    "asyncapi",
     "echo",
     "filesystem",
     "http",

@@ -84,7 +84,7 @@ fn unknown_option_key_is_rejected() {
 fn unknown_type_lists_the_registered_types() {
     check(
         &VALID.replace("type: echo", "type: ecoh"),
-        &["zilla.yaml:11:11: bindings.south_echo.type: unknown binding type 'ecoh' (registered: echo, filesystem, http, http-filesystem, sse, tcp, tls) (did you mean 'echo'?)"],
+        &["zilla.yaml:11:11: bindings.south_echo.type: unknown binding type 'ecoh' (registered: asyncapi, echo, filesystem, http, http-filesystem, sse, tcp, tls) (did you mean 'echo'?)"],
     );
 }
 
