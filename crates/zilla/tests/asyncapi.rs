@@ -3,6 +3,9 @@
 //! document error as a located config error, and a reload with a broken document keeping the
 //! running config serving.
 
+#[path = "../../../bindings/tls/tests/support/mod.rs"]
+mod tls_support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -331,4 +334,77 @@ fn a_broken_document_on_reload_keeps_the_running_config() {
     assert!(backend.send_to(0, b"data:{\"id\":7}\n\n"));
     let out = client.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "data:{\"id\":7}\n\n");
+}
+
+/// The document from a schema registry (fetched once at load), served over HTTPS by the
+/// generated tls server with the keys of the binding's vault, to curl trusting the test CA.
+#[test]
+fn a_document_from_a_registry_served_over_https() {
+    use zilla_test_support::FakeRegistry;
+
+    let pki = tls_support::Pki::generate();
+    let registry = FakeRegistry::start();
+    let doc: serde_json::Value = serde_yaml::from_str(&example("specs/sse-asyncapi.yaml")).unwrap();
+    registry.confluent_subject("eventstore", "latest", 7, &doc.to_string());
+    let backend = SseBackend::start();
+    let port = free_port();
+    let config = format!(
+        "name: test
+{vault}catalogs:
+  sr:
+    type: schema-registry
+    options: {{ url: '{url}' }}
+bindings:
+  server0:
+    type: asyncapi
+    kind: server
+    vault: server
+    options:
+      specs:
+        events:
+          servers: [ 'https://localhost:{port}' ]
+          catalog: {{ sr: {{ subject: eventstore }} }}
+      tls: {{ keys: [ localhost ], alpn: [ h2, http/1.1 ] }}
+    exit: client0
+  client0:
+    type: asyncapi
+    kind: client
+    options:
+      specs:
+        events:
+          server: 'http://127.0.0.1:{backend}'
+          catalog: {{ sr: {{ subject: eventstore }} }}
+",
+        vault = pki.vault("server"),
+        url = registry.url(),
+        backend = backend.port(),
+    );
+    let zilla = Zilla::start(bin(), &config, Options::default());
+    zilla.wait_for("listening on tcp://", Duration::from_secs(20));
+    for (i, version) in ["--http1.1", "--http2"].into_iter().enumerate() {
+        let client = Command::new("curl")
+            .args(["-sN", "--max-time", "3", version, "--cacert"])
+            .arg(pki.ca_pem())
+            .arg(format!("https://localhost:{port}/events/{i}"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("curl is installed (apt-get install curl)");
+        assert!(
+            backend.wait_requests(i + 1, Duration::from_secs(5)),
+            "{version}"
+        );
+        assert!(backend.send_to(i, b"data:{\"id\":-1}\n\n"));
+        assert!(backend.send_to(i, b"data:{\"id\":1}\n\n"));
+        let out = client.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "data:{\"id\":1}\n\n",
+            "{version}"
+        );
+    }
+    assert_eq!(
+        registry.count("/subjects/eventstore/versions/latest"),
+        1,
+        "both bindings read the one cached answer"
+    );
 }
