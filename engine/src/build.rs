@@ -86,9 +86,9 @@ impl ResolveExit for Bindings {
             ));
         };
         if let Some(target) = &self.infos[id] {
-            let accepts = (target.descriptor.protocols)(target.kind).accepts;
-            if accepts != Some(emits) {
-                let what = match accepts {
+            let accepts = (target.descriptor.protocols)(target.kind);
+            if !accepts.accepts_protocol(emits) {
+                let what = match accepts.describe_accepts() {
                     Some(p) => format!("accepts {p} streams"),
                     None => "accepts no streams (nothing can route to it)".to_string(),
                 };

@@ -399,16 +399,16 @@ pub trait Handler<P: Protocol>: Send + Sync + 'static {
     fn open(&self, graph: &Arc<Graph>, stream: Stream<P>) -> Result<(), Reset<P>>;
 }
 
-/// A type-erased `Arc<dyn Handler<P>>` with its protocol name.
+/// Type-erased `Arc<dyn Handler<P>>`s, one per protocol a binding accepts (most accept one;
+/// `echo` answers tcp, http and sse alike).
 pub struct AnyHandler {
-    protocol: &'static str,
-    handler: Box<dyn Any + Send + Sync>,
+    handlers: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
 }
 
 impl fmt::Debug for AnyHandler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AnyHandler")
-            .field("protocol", &self.protocol)
+            .field("protocols", &self.protocols().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -417,18 +417,26 @@ impl AnyHandler {
     /// Erases a handler of protocol `P`.
     pub fn new<P: Protocol>(handler: Arc<dyn Handler<P>>) -> Self {
         AnyHandler {
-            protocol: P::NAME,
-            handler: Box::new(handler),
+            handlers: vec![(P::NAME, Box::new(handler))],
         }
     }
 
-    /// The protocol it accepts.
-    pub fn protocol(&self) -> &'static str {
-        self.protocol
+    /// Adds the handler of another protocol `P`.
+    pub fn with<P: Protocol>(mut self, handler: Arc<dyn Handler<P>>) -> Self {
+        self.handlers.push((P::NAME, Box::new(handler)));
+        self
+    }
+
+    /// The protocols it accepts.
+    pub fn protocols(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.handlers.iter().map(|(p, _)| *p)
     }
 
     /// The handler, if it accepts `P`.
     pub fn get<P: Protocol>(&self) -> Option<&Arc<dyn Handler<P>>> {
-        self.handler.downcast_ref()
+        self.handlers
+            .iter()
+            .find(|(p, _)| *p == P::NAME)
+            .and_then(|(_, h)| h.downcast_ref())
     }
 }

@@ -45,6 +45,8 @@ impl fmt::Display for Kind {
 pub struct Protocols {
     /// Protocol name of streams routed to this binding (`None`: nothing can route to it).
     pub accepts: Option<&'static str>,
+    /// Further protocols it accepts (a binding with a handler for each, like `echo`).
+    pub also_accepts: &'static [&'static str],
     /// Protocol name of streams it opens to its exits (`None`: it has no exits).
     pub emits: Option<&'static str>,
 }
@@ -54,6 +56,7 @@ impl Protocols {
     pub fn new<A: Protocol, E: Protocol>() -> Self {
         Protocols {
             accepts: Some(A::NAME),
+            also_accepts: &[],
             emits: Some(E::NAME),
         }
     }
@@ -62,6 +65,7 @@ impl Protocols {
     pub fn emits<E: Protocol>() -> Self {
         Protocols {
             accepts: None,
+            also_accepts: &[],
             emits: Some(E::NAME),
         }
     }
@@ -70,7 +74,34 @@ impl Protocols {
     pub fn accepts<A: Protocol>() -> Self {
         Protocols {
             accepts: Some(A::NAME),
+            also_accepts: &[],
             emits: None,
+        }
+    }
+
+    /// These, also accepting `more` (protocol names).
+    pub const fn and_accepts(mut self, more: &'static [&'static str]) -> Self {
+        self.also_accepts = more;
+        self
+    }
+
+    /// True if streams of protocol `name` may be routed to it.
+    pub fn accepts_protocol(&self, name: &str) -> bool {
+        self.accepts == Some(name) || self.also_accepts.contains(&name)
+    }
+
+    /// Every protocol it accepts, for messages (`tcp`, `tcp, http or sse`).
+    pub fn describe_accepts(&self) -> Option<String> {
+        let all: Vec<&str> = self
+            .accepts
+            .iter()
+            .chain(self.also_accepts)
+            .copied()
+            .collect();
+        match all.as_slice() {
+            [] => None,
+            [one] => Some(one.to_string()),
+            [init @ .., last] => Some(format!("{} or {last}", init.join(", "))),
         }
     }
 }

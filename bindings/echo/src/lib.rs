@@ -1,7 +1,11 @@
-//! The `echo` binding: a server that writes back every byte it reads.
+//! The `echo` binding: a server that writes back every frame it reads, over whatever protocol
+//! routes to it, as Zilla's does: over `tcp` the bytes; over `http` a `200` response whose body
+//! is the request's body (with its `content-type`, and its `content-length` when it had one),
+//! streamed back as it arrives; over `sse` the events it is sent.
 //!
 //! It is the worked example of "write your own binding" in `docs/ARCHITECTURE.md`: a factory with
-//! typed config, a registration line, a handler that routes nothing and one task per stream.
+//! typed config, a registration line, one handler per protocol it accepts, and one task per
+//! stream whose loop is the same for every protocol.
 //!
 //! ```yaml
 //! echo_server:
@@ -11,10 +15,12 @@
 
 use std::sync::Arc;
 
+use proto_http::{Http, HttpBegin};
+use proto_sse::{Sse, SseBegin};
 use proto_tcp::{Tcp, TcpBegin};
 use zilla_engine::{
-    handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigErrors,
-    Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Stream,
+    AnyHandler, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigErrors, Frame,
+    Graph, Handler, Kind, Nothing, Protocol, Protocols, Reset, Stream,
 };
 
 /// The `echo` binding type.
@@ -31,29 +37,77 @@ impl BindingFactory for EchoFactory {
     type With = Nothing;
 
     fn protocols(_: Kind) -> Protocols {
-        Protocols::accepts::<Tcp>()
+        // One handler per protocol (see `EchoBinding::handler`); the engine lets any of them
+        // route here.
+        Protocols::accepts::<Tcp>().and_accepts(&[Http::NAME, Sse::NAME])
     }
 
     fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
         cx.forbid_exit()?;
-        Ok(handler_binding::<Tcp, _>(Arc::new(EchoHandler)))
+        Ok(Box::new(EchoBinding))
     }
 }
 
-struct EchoHandler;
+/// The built binding: no state, a handler for each protocol.
+struct EchoBinding;
 
-impl Handler<Tcp> for EchoHandler {
-    fn open(&self, graph: &Arc<Graph>, stream: Stream<Tcp>) -> Result<(), Reset<Tcp>> {
-        graph.spawn(echo(stream));
+impl Binding for EchoBinding {
+    fn handler(&self) -> Option<AnyHandler> {
+        Some(
+            AnyHandler::new::<Tcp>(Arc::new(Echo))
+                .with::<Http>(Arc::new(Echo))
+                .with::<Sse>(Arc::new(Echo)),
+        )
+    }
+}
+
+/// How a protocol's reply begins when its request is echoed.
+trait Echoed: Protocol {
+    /// The reply `Begin` for a stream that began with `begin`.
+    fn reply(begin: &Self::Begin) -> Self::Begin;
+}
+
+impl Echoed for Tcp {
+    fn reply(_: &TcpBegin) -> TcpBegin {
+        TcpBegin::default()
+    }
+}
+
+impl Echoed for Http {
+    /// `200`, with the request's `content-type` and `content-length` (without one the body is
+    /// streamed back as it arrives).
+    fn reply(request: &HttpBegin) -> HttpBegin {
+        let mut response = HttpBegin::status(200);
+        for name in ["content-type", "content-length"] {
+            if let Some(value) = request.headers.get(name) {
+                response.headers.set(name, value.clone());
+            }
+        }
+        response
+    }
+}
+
+impl Echoed for Sse {
+    fn reply(_: &SseBegin) -> SseBegin {
+        SseBegin::default()
+    }
+}
+
+struct Echo;
+
+impl<P: Echoed> Handler<P> for Echo {
+    fn open(&self, graph: &Arc<Graph>, stream: Stream<P>) -> Result<(), Reset<P>> {
+        let begin = P::reply(&stream.begin);
+        graph.spawn(echo(stream, begin));
         Ok(())
     }
 }
 
-/// Replies with every frame it receives, in order. Credit on the reply direction holds back
-/// reading: a client that does not read stops the echo, not the echo's memory.
-async fn echo(stream: Stream<Tcp>) {
+/// Replies with `begin`, then every frame it receives, in order. Credit on the reply direction
+/// holds back reading: a client that does not read stops the echo, not the echo's memory.
+async fn echo<P: Protocol>(stream: Stream<P>, begin: P::Begin) {
     let (mut rx, mut tx, _) = stream.into_halves();
-    if tx.push(Frame::Begin(TcpBegin::default())).is_err() {
+    if tx.push(Frame::Begin(begin)).is_err() {
         return;
     }
     loop {
