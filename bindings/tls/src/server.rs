@@ -184,6 +184,10 @@ fn configure(
     Ok(config)
 }
 
+/// The key `alias` ready to serve: its certificate must be valid now and hold the public half
+/// of its private key. X.509 version 1 certificates (no extensions, as older CAs and Zilla's
+/// examples make them) are served too, with a warning: webpki, which checks the rest, reads
+/// only version 3, so for them the checks are made here.
 fn certified(
     cx: &BindingContext<TlsFactory>,
     provider: &rustls::crypto::CryptoProvider,
@@ -192,9 +196,43 @@ fn certified(
     key: rustls::pki_types::PrivateKeyDer<'static>,
     rel: &str,
 ) -> Result<Arc<CertifiedKey>, ConfigError> {
-    CertifiedKey::from_der(chain, key, provider)
-        .map(Arc::new)
-        .map_err(|e| cx.error(rel, format!("key '{alias}' cannot be used: {e}")))
+    let fail = |why: String| cx.error(rel, format!("key '{alias}' cannot be used: {why}"));
+    let Some(leaf) = chain.first() else {
+        return Err(fail("the vault holds no certificate for it".into()));
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| fail(format!("its certificate does not parse: {e}")))?;
+    let validity = cert.validity();
+    if !validity.is_valid() {
+        return Err(fail(format!(
+            "its certificate is not valid now (valid from {} to {})",
+            validity.not_before, validity.not_after
+        )));
+    }
+    if cert.version() != x509_parser::x509::X509Version::V1 {
+        return CertifiedKey::from_der(chain, key, provider)
+            .map(Arc::new)
+            .map_err(|e| fail(e.to_string()));
+    }
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(public) = signing.public_key() {
+        if public.as_ref() != cert.public_key().raw {
+            return Err(fail(
+                "the private key does not match its certificate's public key".into(),
+            ));
+        }
+    }
+    tracing::warn!(
+        binding = %cx.qualified_name(),
+        key = alias,
+        subject = %cert.subject(),
+        "key '{alias}' has an X.509 version 1 certificate (no extensions, so no \
+         subjectAltName): it is served, and clients match its subject's CN, if they accept it"
+    );
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
 }
 
 /// Picks the key whose certificate is valid for the SNI name (as the JDK does), else the first.

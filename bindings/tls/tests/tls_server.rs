@@ -263,3 +263,101 @@ fn signers_select_the_keys_a_ca_issued() {
     let line = zilla.wait_for("bindings.tls_server0.options.signers", WAIT);
     assert!(line.contains("was issued by these signers"), "{line}");
 }
+
+/// tcp -> tls (the key from `store`) -> http -> echo, the http.echo shape over TLS.
+fn https_echo(pki: &Pki, port: u16, store: &str) -> Zilla {
+    let config = format!(
+        "name: test
+vaults:
+  my_servers:
+    type: filesystem
+    options:
+      keys: {store}
+bindings:
+  north_tcp_server:
+    type: tcp
+    kind: server
+    options: {{ host: 127.0.0.1, port: {port} }}
+    exit: north_tls_server
+  north_tls_server:
+    type: tls
+    kind: server
+    vault: my_servers
+    options: {{ keys: [ localhost ], sni: [ localhost ], alpn: [ h2, http/1.1 ] }}
+    exit: north_http_server
+  north_http_server:
+    type: http
+    kind: server
+    exit: north_echo_server
+  north_echo_server:
+    type: echo
+    kind: server
+",
+        store = store.replace("DIR", &pki.dir().display().to_string()),
+    );
+    Zilla::start(&zilla_bin(), &config, Options::default())
+}
+
+/// Zilla's example keystores hold an X.509 version 1 certificate in a legacy-encrypted PKCS#12
+/// store: it loads with one warning and is served to curl (trusting the CA) over h2 and
+/// http/1.1.
+#[test]
+fn a_version_1_certificate_in_a_legacy_keystore_is_served() {
+    let pki = Pki::generate();
+    pki.legacy_stores();
+    let port = free_port();
+    let zilla = https_echo(
+        &pki,
+        port,
+        &format!(
+            "{{ store: DIR/v1.p12, type: pkcs12, password: {}}}",
+            support::PASSWORD
+        ),
+    );
+    zilla.wait_for("listening on", WAIT);
+    let warning = zilla.wait_for("X.509 version 1 certificate", WAIT);
+    assert!(warning.contains("key 'localhost'"), "{warning}");
+    for version in ["--http1.1", "--http2"] {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "5", version, "--cacert"])
+            .arg(pki.ca_pem())
+            .args(["-d", "Hello, world", "-H", "Content-Type: text/plain"])
+            .arg(format!("https://localhost:{port}/"))
+            .output()
+            .expect("curl is installed (apt-get install curl)");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "Hello, world",
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A certificate that cannot be served stays a load error with the reason: one whose validity
+/// has ended, and one whose public key is not the private key's.
+#[test]
+fn certificates_that_cannot_be_served_are_load_errors() {
+    let pki = Pki::generate();
+    pki.legacy_stores();
+    for (store, reason) in [
+        (
+            "{ store: DIR/expired/localhost.pem, type: pem }",
+            "its certificate is not valid now",
+        ),
+        (
+            "{ store: DIR/mismatch/localhost.pem, type: pem }",
+            "the private key does not match its certificate's public key",
+        ),
+    ] {
+        let mut zilla = https_echo(&pki, free_port(), store);
+        assert_eq!(
+            zilla.wait_exit(WAIT).and_then(|s| s.code()),
+            Some(1),
+            "{store}"
+        );
+        let line = zilla.wait_for("bindings.north_tls_server.options.keys", WAIT);
+        assert!(line.contains("key 'localhost' cannot be used:"), "{line}");
+        assert!(line.contains(reason), "{line}");
+    }
+}

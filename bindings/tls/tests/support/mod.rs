@@ -182,6 +182,88 @@ impl Pki {
         Pki { dir }
     }
 
+    /// Writes the stores older tools make, beside the others: `v1.p12` (alias `localhost`, with
+    /// [`PASSWORD`]), a key with an X.509 **version 1** certificate for `CN=localhost` issued by
+    /// the test CA (what `openssl x509 -req` makes without extensions), encrypted the legacy way
+    /// (RC2-40 and 3DES, as keytool and Zilla's example keystores); `expired/localhost.pem`, a PEM
+    /// keys store whose certificate's validity has ended; `mismatch/localhost.pem`, a key
+    /// followed by another key's certificate.
+    pub(crate) fn legacy_stores(&self) {
+        let d = self.dir.path();
+        let mut args = vec!["req"];
+        args.extend(EC);
+        args.extend([
+            "-keyout",
+            "v1.key",
+            "-out",
+            "v1.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        openssl(d, &args);
+        let x509 = |out: &str, days: &str| {
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    "v1.csr",
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    days,
+                    "-out",
+                    out,
+                ],
+            )
+        };
+        x509("v1.crt", "2");
+        x509("expired.crt", "0");
+        let pass = format!("pass:{PASSWORD}");
+        openssl(
+            d,
+            &[
+                "pkcs12",
+                "-export",
+                "-legacy",
+                "-inkey",
+                "v1.key",
+                "-in",
+                "v1.crt",
+                "-certfile",
+                "ca.pem",
+                "-name",
+                "localhost",
+                "-out",
+                "v1.p12",
+                "-passout",
+                &pass,
+            ],
+        );
+        let pkcs8 = |key: &str| {
+            let out = Command::new("openssl")
+                .args(["pkcs8", "-topk8", "-nocrypt", "-in", key])
+                .current_dir(d)
+                .output()
+                .expect("openssl");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+        for (dir, key, cert) in [
+            ("expired", "v1.key", "expired.crt"),
+            ("mismatch", "client.key", "v1.crt"),
+        ] {
+            std::fs::create_dir_all(d.join(dir)).unwrap();
+            std::fs::write(d.join(dir).join("localhost.pem"), pkcs8(key) + &read(cert)).unwrap();
+        }
+        // The expired certificate ends the second it starts.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+
     /// The directory holding every file.
     pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
