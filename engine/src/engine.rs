@@ -59,7 +59,7 @@ pub struct Engine {
     current: Mutex<Option<(Arc<Graph>, String)>>,
 }
 
-/// What a successful load produced, for `-v` output.
+/// What a successful load produced, for `-v` output (a [`Engine::validate`] has no endpoints).
 #[derive(Debug)]
 pub struct Started {
     /// `(binding, endpoint)` of every listener.
@@ -137,6 +137,20 @@ impl Engine {
         };
         let graph = build(&config, &env)?;
         Ok((config, graph))
+    }
+
+    /// Loads and builds the config exactly as [`Engine::start`] does (schema, references, exit
+    /// protocols, vaults and keystores, catalogs and the documents they hold), without attaching
+    /// it: nothing listens. On success, what a start would print besides its listeners.
+    pub fn validate(&self) -> Result<Started, Diagnostics> {
+        let raw = self.read()?;
+        let (config, graph) = self.build(&raw)?;
+        Ok(Started {
+            endpoints: Vec::new(),
+            warnings: config.warnings,
+            text: config.text,
+            generated: graph.generated().to_vec(),
+        })
     }
 
     /// Loads, builds and attaches the config. Must run inside a tokio runtime.

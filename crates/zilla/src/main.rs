@@ -27,6 +27,22 @@ enum Command {
     Version,
     /// Print the JSON Schema of zilla.yaml (for editors: yaml-language-server).
     Schema,
+    /// Check a config as `start` would (schema, references, keystores, catalogs, AsyncAPI
+    /// documents) without listening; print every error; exit 0 if valid, 1 if not.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ValidateArgs {
+    /// Config file [default: ./zilla.yaml, then /etc/zilla/zilla.yaml].
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// Also print what the config generates (asyncapi namespaces).
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// Engine property `name=value` (a bare name means `true`); repeatable.
+    #[arg(short = 'P', long = "property", value_name = "NAME=VALUE")]
+    properties: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,6 +84,57 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Start(args) => start(args),
+        Command::Validate(args) => validate(args),
+    }
+}
+
+fn validate(args: ValidateArgs) -> ExitCode {
+    plugins::link();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let path = match config_path(args.config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("zilla: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let properties = Properties::from_args(args.properties.iter().map(String::as_str));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zilla: cannot start a runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let engine = Engine::new(&path, properties);
+    match runtime.block_on(async { engine.validate() }) {
+        Ok(checked) => {
+            for w in &checked.warnings {
+                eprintln!("zilla: warning: {w}");
+            }
+            if args.verbose {
+                for (namespace, text) in &checked.generated {
+                    println!("# generated: {namespace}\n---\n{}", text.trim_end());
+                }
+            }
+            println!("{}: valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(d) => {
+            eprintln!("{d}");
+            eprintln!("zilla: {}: {} error(s)", path.display(), d.0.len());
+            ExitCode::from(1)
+        }
     }
 }
 
