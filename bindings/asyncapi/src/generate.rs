@@ -261,11 +261,9 @@ pub(crate) fn server(doc: &Document, plan: &ServerPlan<'_>) -> Result<String, St
     let mut subjects = Map::new();
     for (op, guard) in doc.operations.iter().zip(&plan.guards) {
         let glob = address_glob(&op.address);
+        // A `:path` pattern also takes the request's `?query`.
         http_routes.push(json!({
-            "when": [
-                { "headers": { ":path": glob, ":method": "GET" } },
-                { "headers": { ":path": format!("{glob}?*"), ":method": "GET" } },
-            ],
+            "when": [ { "headers": { ":path": glob, ":method": "GET" } } ],
             "exit": "sse_server0",
         }));
         let mut route = json!({ "when": [ { "path": glob } ], "exit": plan.target });
