@@ -44,33 +44,20 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// Keystores as Zilla's examples ship them, made once: `test-ca.crt`, `localhost.p12` (an
-/// X.509 v1 leaf for CN=localhost, legacy encryption, password `generated`), `nginx.p12` (a v3
-/// leaf for `nginx`, for the https origin) and `truststore.p12` (the CA as alias `nginx`).
+/// Keystores as Zilla's examples ship them, made once: `test-ca.crt` (an X.509 v1 CA),
+/// `localhost.p12` (a v1 leaf for CN=localhost, legacy encryption, password `generated`),
+/// `nginx.p12` (a v3 leaf for `nginx`, for the https origin) and `truststore.p12` (the CA as
+/// alias `nginx`).
 fn tls_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let pass = format!("pass:{PASSWORD}");
-        openssl(
-            d,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "test-ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=Test CA",
-            ],
-        );
+        // A version 1 CA too (self-signed by `x509 -req -signkey`: no extensions).
+        let ca = |args: &str| openssl(d, &args.split(' ').collect::<Vec<_>>());
+        ca("req -newkey rsa:2048 -nodes -keyout ca.key -out ca.csr -subj /CN=TestCA");
+        ca("x509 -req -in ca.csr -signkey ca.key -days 2 -out test-ca.crt");
         for (name, ext) in [
             ("localhost", None),
             ("nginx", Some("subjectAltName=DNS:nginx\n")),
