@@ -139,11 +139,36 @@ impl Parser {
 
     fn append_partial(&mut self, bytes: &[u8]) {
         if self.partial.len() + bytes.len() > self.max_event {
-            self.oversize = true;
+            self.exceeded();
             self.partial.clear();
             return;
         }
         self.partial.extend_from_slice(bytes);
+    }
+
+    /// The event being read is over the limit: it is dropped (and counted) now, what it held is
+    /// freed, and the rest of it, up to the next blank line, is skipped without being kept.
+    fn exceeded(&mut self) {
+        if !self.oversize {
+            self.oversize = true;
+            self.dropped += 1;
+            self.data = Data::None;
+            self.id = None;
+            self.event = None;
+        }
+    }
+
+    /// Bytes held for the event being read (its fields and a partial line), for tests.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        let data = match &self.data {
+            Data::None => 0,
+            Data::One(b) => b.len(),
+            Data::Many(b) => b.len(),
+        };
+        data + self.partial.len()
+            + self.id.as_ref().map_or(0, Bytes::len)
+            + self.event.as_ref().map_or(0, Bytes::len)
     }
 
     fn line(&mut self, line: Bytes, emit: &mut impl FnMut(Event)) {
@@ -164,12 +189,20 @@ impl Parser {
             }
             None => (line.clone(), Bytes::new()),
         };
-        self.size += value.len();
-        if self.size > self.max_event {
-            self.oversize = true;
-        }
         if self.oversize {
             return;
+        }
+        // Every byte the event will occupy counts: a data line's value, and the LF that joins
+        // it to the one before; an id's or type's value. Comments and unknown fields are not
+        // kept, so they do not count.
+        self.size += match name.as_ref() {
+            b"data" if matches!(self.data, Data::None) => value.len(),
+            b"data" => value.len() + 1,
+            b"id" | b"event" => value.len(),
+            _ => 0,
+        };
+        if self.size > self.max_event {
+            return self.exceeded();
         }
         match name.as_ref() {
             b"data" => {
@@ -210,8 +243,7 @@ impl Parser {
         let event = self.event.take();
         self.size = 0;
         if std::mem::take(&mut self.oversize) {
-            self.dropped += 1;
-            return;
+            return; // dropped and counted when it went over the limit
         }
         if data.is_some() || id.is_some() || event.is_some() {
             emit(Event { id, event, data });
@@ -367,14 +399,92 @@ mod tests {
                 let take = 1 + (next() % 40) as usize;
                 let end = (at + take).min(bytes.len());
                 p.feed(Bytes::copy_from_slice(&bytes[at..end]), &mut |e| {
-                    assert!(
-                        e.data.as_ref().map_or(0, Bytes::len) <= 64,
-                        "an event over the limit got through"
-                    );
+                    let size = [&e.data, &e.id, &e.event]
+                        .iter()
+                        .map(|f| f.as_ref().map_or(0, Bytes::len))
+                        .sum::<usize>();
+                    assert!(size <= 64, "an event of {size} bytes got through: {e:?}");
                 });
+                assert!(p.held() <= 2 * 64, "held {} bytes", p.held());
                 at = end;
             }
         }
+    }
+
+    /// Streams made of whole lines (`data`, `data:x...`, `id:...`, blank) in random reads:
+    /// an event is delivered exactly when every byte it occupies (LFs joining data lines
+    /// included) fits the limit, dropped and counted otherwise, and memory stays bounded.
+    #[test]
+    fn random_lines_respect_the_limit_exactly() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        const LIMIT: usize = 32;
+        for _ in 0..2000 {
+            let mut text = Vec::new();
+            let (mut delivered, mut dropped) = (0u64, 0u64);
+            for _ in 0..(1 + next() % 6) {
+                let mut size = 0;
+                let mut first = true;
+                for _ in 0..(1 + next() % 12) {
+                    let n = (next() % 9) as usize;
+                    match next() % 3 {
+                        0 => {
+                            text.extend_from_slice(b"id:");
+                            text.extend(std::iter::repeat_n(b'i', n));
+                            size += n; // each id counts, though the last wins
+                        }
+                        _ => {
+                            text.extend_from_slice(b"data");
+                            if n > 0 {
+                                text.push(b':');
+                                text.extend(std::iter::repeat_n(b'd', n));
+                            }
+                            size += n + usize::from(!first);
+                            first = false;
+                        }
+                    }
+                    text.push(b'\n');
+                }
+                text.push(b'\n');
+                if size <= LIMIT {
+                    delivered += 1;
+                } else {
+                    dropped += 1;
+                }
+            }
+            let mut p = Parser::new(LIMIT);
+            let mut events = 0u64;
+            let mut at = 0;
+            while at < text.len() {
+                let end = (at + 1 + (next() % 20) as usize).min(text.len());
+                p.feed(Bytes::copy_from_slice(&text[at..end]), &mut |_| events += 1);
+                assert!(p.held() <= 2 * LIMIT);
+                at = end;
+            }
+            assert_eq!((events, p.dropped()), (delivered, dropped), "{:?}", String::from_utf8_lossy(&text));
+        }
+    }
+
+    /// An upstream sending `data` lines forever without a blank line: the event is dropped as
+    /// soon as its LFs reach the limit, nothing more is kept, and the next event arrives.
+    #[test]
+    fn endless_empty_data_lines_are_dropped_at_the_limit_in_constant_memory() {
+        let mut p = Parser::new(1024);
+        let mut out = Vec::new();
+        let lines = Bytes::from(b"data\n".repeat(10_000));
+        for _ in 0..100 {
+            p.feed(lines.clone(), &mut |e| out.push(e));
+            assert!(p.held() <= 1024, "held {}", p.held());
+        }
+        assert_eq!(p.dropped(), 1, "dropped once, when it went over");
+        p.feed(Bytes::from_static(b"\ndata:next\n\n"), &mut |e| out.push(e));
+        assert_eq!(out, vec![data("next")], "the dropped event is never delivered");
+        assert_eq!(p.dropped(), 1);
     }
 
     #[test]
