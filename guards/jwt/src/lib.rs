@@ -224,6 +224,8 @@ impl JwtGuard {
             .unwrap_or(0.0);
         let nbf = numeric_date(&claims, "nbf")?;
         let exp = numeric_date(&claims, "exp")?;
+        // Not otherwise checked (as Zilla), but a value out of range is no date at all.
+        numeric_date(&claims, "iat")?;
         if nbf.is_some_and(|nbf| now_ms < nbf * 1000.0)
             || exp.is_some_and(|exp| now_ms > exp * 1000.0)
         {
@@ -267,7 +269,8 @@ impl JwtGuard {
                     .collect(),
             ),
         };
-        let expires_at = exp.map(|exp| UNIX_EPOCH + Duration::from_secs_f64(exp.max(0.0)));
+        // In range (see `numeric_date`), so neither conversion can overflow.
+        let expires_at = exp.map(|exp| UNIX_EPOCH + Duration::from_secs_f64(exp));
         // A challenge needs an identity to renew (Zilla never challenges a session without one).
         let challenge_at = match (expires_at, self.challenge, &identity) {
             (Some(at), Some(window), Some(_)) => Some(at.checked_sub(window).unwrap_or(UNIX_EPOCH)),
@@ -288,13 +291,20 @@ impl JwtGuard {
     }
 }
 
+/// The last second of year 9999: later NumericDates are refused (a time beyond it cannot be
+/// represented, and no honest token needs one).
+const LAST_DATE: f64 = 253_402_300_799.0;
+
+/// A NumericDate claim (seconds since the epoch): absent, or a number from 0 to [`LAST_DATE`].
 fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, Refusal> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| Refusal::Malformed(format!("`{name}` is not a number"))),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(date) if (0.0..=LAST_DATE).contains(&date) => Ok(Some(date)),
+            _ => Err(Refusal::Malformed(format!(
+                "`{name}` {n} is not a date between 1970 and 9999"
+            ))),
+        },
         Some(_) => Err(Refusal::Malformed(format!("`{name}` is not a number"))),
     }
 }

@@ -529,3 +529,30 @@ fn unreadable_keys_url_is_a_config_error() {
         "{e}"
     );
 }
+
+#[test]
+fn dates_out_of_range_are_refused_and_year_9999_is_the_last() {
+    let g = guard(json!({}));
+    for (claim, value) in [
+        ("exp", json!(1e19)),
+        ("exp", json!(1e300)),
+        ("exp", json!(-5)),
+        ("exp", json!("soon")),
+        ("nbf", json!(1e300)),
+        ("nbf", json!(-1.5)),
+        ("iat", json!(1e19)),
+        ("iat", json!([1])),
+    ] {
+        let t = rs256(&claims(json!({ claim: value })));
+        match g.authorize(&t, SystemTime::now()) {
+            Err(Refusal::Malformed(m)) => assert!(m.contains(claim), "{m}"),
+            other => panic!("{claim} {value}: {other:?}"),
+        }
+    }
+    let last = rs256(&claims(json!({ "exp": 253_402_300_799u64 })));
+    let s = g
+        .authorize(&last, SystemTime::now())
+        .expect("valid until 9999");
+    let year_9999 = UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_799);
+    assert_eq!(s.expires_at, Some(year_9999));
+}

@@ -335,3 +335,48 @@ bindings:
     let status = zilla.wait_exit(10 * SECOND).expect("zilla exits");
     assert_eq!(status.code(), Some(1));
 }
+
+/// An RS256 token with these claims, validly signed.
+fn signed(claims: Value) -> String {
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some("example".into());
+    encode(&h, &claims, &keys().rsa).unwrap()
+}
+
+/// Validly signed tokens whose dates are out of range (an `exp` of 1e19 or 1e300 once panicked
+/// the connection's task converting it to a time) are refused like any bad token, and the
+/// gateway goes on serving.
+#[test]
+fn tokens_with_dates_out_of_range_are_refused_not_a_panic() {
+    let (zilla, backend, port) = start();
+    for (claim, value) in [
+        ("exp", json!(1e19)),
+        ("exp", json!(1e300)),
+        ("exp", json!(-1)),
+        ("exp", json!("tomorrow")),
+        ("nbf", json!(1e300)),
+        ("iat", json!(1e19)),
+    ] {
+        let mut claims = json!({ "iss": ISS, "aud": AUD, "sub": "alice", "scope": "proxy:stream", "exp": now() + 3600 });
+        claims[claim] = value.clone();
+        let token = signed(claims);
+        let guarded = Client::get(port, "/guarded", Some(&token)).status();
+        assert!(
+            guarded.starts_with("HTTP/1.1 403"),
+            "{claim} {value}: {guarded}"
+        );
+        let events = Client::get(port, "/events", Some(&token)).status();
+        assert!(
+            events.starts_with("HTTP/1.1 404"),
+            "{claim} {value}: {events}"
+        );
+    }
+    assert!(backend.requests().is_empty(), "nothing reached the backend");
+    let mut ok = Client::get(port, "/events", Some(&token("proxy:stream", now() + 3600)));
+    assert!(ok.status().starts_with("HTTP/1.1 200"), "{}", ok.seen);
+    assert!(
+        zilla.stderr().iter().all(|l| !l.contains("panicked")),
+        "{:?}",
+        zilla.stderr()
+    );
+}
