@@ -204,10 +204,10 @@ pub struct HttpCondition {
     /// with `*` also matches the path followed by a `?query`.
     #[serde(default)]
     pub headers: Option<IndexMap<String, String>>,
-    /// The compiled patterns, filled once when the server binding is built.
+    /// The compiled patterns, filled once when the binding is built.
     #[serde(skip)]
     #[schemars(skip)]
-    pub(crate) compiled: std::sync::OnceLock<Vec<(String, crate::server::pattern::Pattern)>>,
+    pub(crate) compiled: std::sync::OnceLock<Vec<(String, crate::pattern::Pattern)>>,
 }
 
 /// A route's `with`.

@@ -4,6 +4,7 @@
 
 mod client;
 mod config;
+mod pattern;
 mod server;
 
 use proto_http::Http;

@@ -93,32 +93,10 @@ impl TlsCondition {
     }
 }
 
-/// `*` matches any run of characters; everything else literally (ASCII case-insensitive);
-/// whole value.
+/// Zilla's wildcard (`*` any run of characters, else literal, whole value), ASCII
+/// case-insensitive: SNI names and ALPN protocols.
 pub(crate) fn glob_match(pattern: &str, value: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern.eq_ignore_ascii_case(value);
-    }
-    let v = value.to_ascii_lowercase();
-    let mut rest = v.as_str();
-    for (i, part) in parts.iter().enumerate() {
-        let part = part.to_ascii_lowercase();
-        if i == 0 {
-            match rest.strip_prefix(part.as_str()) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part.as_str());
-        } else {
-            match rest.find(part.as_str()) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
+    zilla_engine::glob_match(&pattern.to_ascii_lowercase(), &value.to_ascii_lowercase())
 }
 
 #[cfg(test)]

@@ -466,7 +466,12 @@ mod tests {
                 assert!(p.held() <= 2 * LIMIT);
                 at = end;
             }
-            assert_eq!((events, p.dropped()), (delivered, dropped), "{:?}", String::from_utf8_lossy(&text));
+            assert_eq!(
+                (events, p.dropped()),
+                (delivered, dropped),
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
         }
     }
 
@@ -483,7 +488,11 @@ mod tests {
         }
         assert_eq!(p.dropped(), 1, "dropped once, when it went over");
         p.feed(Bytes::from_static(b"\ndata:next\n\n"), &mut |e| out.push(e));
-        assert_eq!(out, vec![data("next")], "the dropped event is never delivered");
+        assert_eq!(
+            out,
+            vec![data("next")],
+            "the dropped event is never delivered"
+        );
         assert_eq!(p.dropped(), 1);
     }
 

@@ -103,6 +103,7 @@ pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Bindi
             ));
         }
     }
+    crate::pattern::compile_routes(&cx, &cx.routes, &mut errors);
     let options = cx.options.take().unwrap_or_default();
     if options.access_control.is_some() {
         errors.push(ConfigError::at_key(
@@ -238,7 +239,7 @@ impl Handler<Http> for ClientInner {
     fn open(&self, graph: &Arc<Graph>, mut stream: Stream<Http>) -> Result<(), Reset<Http>> {
         let headers = &mut stream.begin.headers;
         let route = self.routes.resolve(graph, stream.session.as_deref(), |c| {
-            condition_matches(c, headers)
+            crate::pattern::condition_matches(c, headers)
         });
         let exit = route.and_then(|r| r.exit).ok_or(Reset(None))?;
         for (name, value) in &self.overrides {
@@ -296,31 +297,6 @@ impl Handler<Http> for ClientInner {
         graph.spawn(exchange(cx, stream, request));
         Ok(())
     }
-}
-
-/// `*` matches any run of bytes, `{name}` any run without `/`; everything else literally.
-fn glob(pattern: &[u8], value: &[u8]) -> bool {
-    match pattern.first() {
-        None => value.is_empty(),
-        Some(b'*') => (0..=value.len()).any(|i| glob(&pattern[1..], &value[i..])),
-        Some(b'{') => match pattern.iter().position(|&c| c == b'}') {
-            Some(close) => {
-                let rest = &pattern[close + 1..];
-                let max = value.iter().position(|&c| c == b'/').unwrap_or(value.len());
-                (1..=max).any(|i| glob(rest, &value[i..]))
-            }
-            None => value.first() == Some(&b'{') && glob(&pattern[1..], &value[1..]),
-        },
-        Some(&c) => value.first() == Some(&c) && glob(&pattern[1..], &value[1..]),
-    }
-}
-
-fn condition_matches(c: &HttpCondition, headers: &Headers) -> bool {
-    c.headers.iter().flatten().all(|(name, pattern)| {
-        headers
-            .get(&name.to_ascii_lowercase())
-            .is_some_and(|v| glob(pattern.as_bytes(), v))
-    })
 }
 
 /// Where to connect for `authority` (`host[:port]`, `[v6]:port`), with the default port of
@@ -988,14 +964,5 @@ mod tests {
         assert_eq!(destination(b"a:b", b"http"), None);
         assert_eq!(destination(b"", b"http"), None);
         assert_eq!(destination(b"user@host", b"http"), None);
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob(b"/events/*", b"/events/a/b"));
-        assert!(glob(b"/items/{id}", b"/items/42"));
-        assert!(!glob(b"/items/{id}", b"/items/42/x"));
-        assert!(glob(b"*", b""));
-        assert!(!glob(b"/a", b"/b"));
     }
 }

@@ -10,7 +10,6 @@ mod auth;
 mod cors;
 mod h1;
 mod h2;
-pub(crate) mod pattern;
 mod validate;
 
 use std::sync::Arc;
@@ -27,10 +26,10 @@ use zilla_engine::{
 };
 
 use crate::config::{HttpCondition, HttpVersion, HttpWith};
+use crate::pattern::{self, compile_routes, compiled, condition_matches};
 use crate::HttpFactory;
 use auth::Extractor;
 use cors::Cors;
-use pattern::Pattern;
 
 /// Property: the largest request header section (HTTP/1.1) or header list (HTTP/2) accepted.
 pub(crate) const MAX_HEADER_LIST_SIZE: &str = "zilla.binding.http.max.header.list.size";
@@ -67,20 +66,8 @@ pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Bindi
                 "an http server route needs an `exit`",
             ));
         }
-        for (j, when) in route.when.iter().enumerate() {
-            let mut compiled = Vec::new();
-            for (name, pattern) in when.headers.iter().flatten() {
-                let name = name.to_ascii_lowercase();
-                match Pattern::compile(&name, pattern) {
-                    Ok(p) => compiled.push((name, p)),
-                    Err(e) => {
-                        errors.push(cx.error(&format!("routes[{i}].when[{j}].headers.{name}"), e))
-                    }
-                }
-            }
-            let _ = when.compiled.set(compiled);
-        }
     }
+    compile_routes(&cx, &cx.routes, &mut errors);
 
     let mut auth = None;
     if let Some(authorization) = &options.authorization {
@@ -412,16 +399,6 @@ pub(crate) fn refused(ext: Option<HttpReset>) -> Answer {
             close: false,
         },
     }
-}
-
-fn compiled(c: &HttpCondition) -> &[(String, Pattern)] {
-    c.compiled.get().map(Vec::as_slice).unwrap_or(&[])
-}
-
-fn condition_matches(c: &HttpCondition, headers: &Headers) -> bool {
-    compiled(c)
-        .iter()
-        .all(|(name, p)| headers.get_str(name).is_some_and(|v| p.matches(v)))
 }
 
 /// `POST` with `content-type: application/x-challenge-response` and `content-length: 0`.

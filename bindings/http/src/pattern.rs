@@ -1,8 +1,52 @@
-//! Route condition patterns (`when[].headers`): `*` matches any run of characters, `{name}`
-//! captures one or more characters, everything else is literal. A `:path` pattern that does not
-//! end with `*` also accepts a trailing `?query` (not captured).
+//! Route condition patterns (`when[].headers`) of the http server and client: `*` matches any
+//! run of characters, `{name}` captures one or more characters, everything else is literal. A
+//! `:path` pattern that does not end with `*` also accepts a trailing `?query` (not captured).
+//! Patterns compile to `regex` automata once, at build: matching takes time linear in the
+//! value, whatever the pattern (a backtracking glob took seconds on `*a*a*a*z` and a long path).
 
 use regex::Regex;
+use zilla_engine::{BindingContext, BindingFactory, ConfigErrors, Routes};
+
+use crate::config::HttpCondition;
+use proto_http::Headers;
+
+/// Compiles the header patterns of every route condition, once, when the binding is built;
+/// a bad pattern is an error at its key.
+pub(crate) fn compile_routes<F, W>(
+    cx: &BindingContext<F>,
+    routes: &Routes<HttpCondition, W>,
+    errors: &mut ConfigErrors,
+) where
+    F: BindingFactory,
+{
+    for (i, route) in routes.iter().enumerate() {
+        for (j, when) in route.when.iter().enumerate() {
+            let mut compiled = Vec::new();
+            for (name, pattern) in when.headers.iter().flatten() {
+                let name = name.to_ascii_lowercase();
+                match Pattern::compile(&name, pattern) {
+                    Ok(p) => compiled.push((name, p)),
+                    Err(e) => {
+                        errors.push(cx.error(&format!("routes[{i}].when[{j}].headers.{name}"), e))
+                    }
+                }
+            }
+            let _ = when.compiled.set(compiled);
+        }
+    }
+}
+
+/// The compiled patterns of a condition.
+pub(crate) fn compiled(c: &HttpCondition) -> &[(String, Pattern)] {
+    c.compiled.get().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// True if every header pattern of `c` matches `headers`.
+pub(crate) fn condition_matches(c: &HttpCondition, headers: &Headers) -> bool {
+    compiled(c)
+        .iter()
+        .all(|(name, p)| headers.get_str(name).is_some_and(|v| p.matches(v)))
+}
 
 /// A compiled header pattern.
 #[derive(Debug, Clone)]
@@ -168,5 +212,26 @@ mod tests {
         assert_eq!(substitute("${params.nope}x", &params), "x");
         assert_eq!(substitute("plain", &params), "plain");
         assert_eq!(substitute("${params.id", &params), "${params.id");
+    }
+
+    /// Patterns that make a backtracking matcher take exponential time answer at once on a
+    /// 10,000-character path.
+    #[test]
+    fn hostile_patterns_match_in_linear_time() {
+        let long = format!("/events/{}", "a".repeat(10_000));
+        let started = std::time::Instant::now();
+        for pattern in [
+            "/events/*a*a*a*z",
+            "*a*a*a*a*a*a*a*a*b",
+            "/events/{x}a*a{y}z",
+        ] {
+            assert!(!m(":path", pattern, &long), "{pattern}");
+        }
+        assert!(m(":path", "/events/*a*a*a*z", &format!("{long}z")));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 }
