@@ -4,6 +4,7 @@
 //! passed on without a copy.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use proto_http::{Headers, HttpTrailers};
@@ -409,8 +410,13 @@ impl Decoder {
                     let line = buf.split_to(i + 1);
                     let line = line.strip_suffix(b"\r\n").ok_or(BadBody)?;
                     let size = line.split(|b| *b == b';').next().unwrap_or(&[]);
-                    let size = std::str::from_utf8(size).map_err(|_| BadBody)?.trim();
-                    if size.is_empty() || size.len() > 15 {
+                    // Hex digits only, then optional whitespace before an extension: no sign,
+                    // no leading space (lenient chunk sizes are how request smuggling starts).
+                    let size = std::str::from_utf8(size).map_err(|_| BadBody)?.trim_end();
+                    if size.is_empty()
+                        || size.len() > 15
+                        || !size.bytes().all(|b| b.is_ascii_hexdigit())
+                    {
                         return Err(BadBody);
                     }
                     let size = u64::from_str_radix(size, 16).map_err(|_| BadBody)?;
@@ -817,7 +823,7 @@ pub(crate) async fn serve(
                 if close {
                     Next::Close
                 } else {
-                    discard_body(&mut conn, Decoder::new(req.body)).await
+                    discard_body(&mut conn, Decoder::new(req.body), server.request_timeout).await
                 }
             }
             Outcome::Open(opened) => exchange(&server, &mut conn, &req, opened).await,
@@ -844,8 +850,9 @@ enum Next {
     Gone,
 }
 
-/// Reads and drops a request body the server answered itself.
-async fn discard_body(conn: &mut Conn, mut body: Decoder) -> Next {
+/// Reads and drops a request body the server answered itself. A body that stops arriving for
+/// `timeout` closes the connection (the answer is already written).
+async fn discard_body(conn: &mut Conn, mut body: Decoder, timeout: Duration) -> Next {
     loop {
         match body.decode(&mut conn.buf) {
             Err(BadBody) => return Next::Close,
@@ -854,10 +861,10 @@ async fn discard_body(conn: &mut Conn, mut body: Decoder) -> Next {
             Ok(None) if body.done() => return Next::Continue,
             Ok(None) => {}
         }
-        match conn.read().await {
-            Read::More => {}
-            Read::Closed => return Next::Close,
-            Read::Failed | Read::Gone => return Next::Gone,
+        match tokio::time::timeout(timeout, conn.read()).await {
+            Ok(Read::More) => {}
+            Ok(Read::Closed) | Err(_) => return Next::Close,
+            Ok(Read::Failed | Read::Gone) => return Next::Gone,
         }
     }
 }
@@ -891,6 +898,12 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
     let mut pending: Option<Bytes> = None;
     let mut refusal = None;
     let limit = server.max_header_list_size;
+    // A request body that stops arriving for the request timeout (while nothing holds it back)
+    // ends the exchange: 408 if no response began, else the connection is aborted. One timer,
+    // armed only while waiting for body bytes.
+    let body_timer = tokio::time::sleep(server.request_timeout);
+    tokio::pin!(body_timer);
+    let mut body_waiting = false;
     if body.done() {
         if let Some(tx) = req_tx.take() {
             tx.end(None);
@@ -935,9 +948,27 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
         // Read the connection for the body, or (bounded) for what follows, to see the client
         // leave during a response.
         let want_read = pending.is_none() && (!body.done() || conn.buf.len() < limit);
+        let waiting = pending.is_none() && !body.done();
+        if waiting && !body_waiting {
+            body_timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + server.request_timeout);
+        }
+        body_waiting = waiting;
         tokio::select! {
             biased;
             _ = conn.tx.reset() => return Next::Gone,
+            _ = &mut body_timer, if body_waiting => {
+                if let Some(tx) = req_tx.take() {
+                    tx.abort(None);
+                }
+                if response != Response::Pending {
+                    return Next::Abort;
+                }
+                drop(resp_rx.take());
+                let answer = encode_answer(&Answer::close(408), server.server_header.as_ref());
+                return if conn.write([answer]).await { Next::Close } else { Next::Gone };
+            }
             frame = recv(&mut resp_rx) => {
                 let Some(frame) = frame else {
                     resp_rx = None;
@@ -1021,7 +1052,8 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
             }
             frame = conn.rx.recv(), if want_read => {
                 match conn.take(frame) {
-                    Read::More => {}
+                    // Body bytes (or what follows) arrived: wait afresh for the next.
+                    Read::More => body_waiting = false,
                     // The client went away: reset the response and abort the request (dropping
                     // the halves does both).
                     Read::Closed => return if response == Response::Pending { Next::Close } else { Next::Abort },

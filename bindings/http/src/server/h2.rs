@@ -53,10 +53,17 @@ pub(crate) async fn serve(
         .max_header_list_size(u32::try_from(server.max_header_list_size).unwrap_or(u32::MAX))
         .max_concurrent_streams(u32::try_from(server.concurrent_streams).unwrap_or(u32::MAX))
         .initial_window_size(window);
-    let mut conn = match builder.handshake::<_, Bytes>(io).await {
-        Ok(conn) => conn,
-        Err(e) => {
+    // The handshake (the client's SETTINGS after the preface) must finish within the request
+    // timeout, like an HTTP/1.1 request head.
+    let timeout = server.request_timeout;
+    let mut conn = match tokio::time::timeout(timeout, builder.handshake::<_, Bytes>(io)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
             tracing::debug!(binding = %server.name(), error = %e, "http/2 handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(binding = %server.name(), "http/2 handshake timed out");
             return;
         }
     };
@@ -64,20 +71,100 @@ pub(crate) async fn serve(
         .auth
         .is_some()
         .then(|| Arc::new(watch::channel(None).0));
-    while let Some(accepted) = conn.accept().await {
-        match accepted {
-            Ok((request, respond)) => graph.spawn(stream(
-                server.clone(),
-                graph.clone(),
-                request,
-                respond,
-                scheme,
-                updates.clone(),
-            )),
-            Err(e) => {
-                tracing::debug!(binding = %server.name(), error = %e, "http/2 connection failed");
-                break;
+    // A connection with no open stream for the request timeout is closed (GOAWAY), as an idle
+    // HTTP/1.1 keep-alive connection is. Streams count themselves in and out.
+    let open = Arc::new(OpenStreams::default());
+    let idle = tokio::time::sleep(timeout);
+    tokio::pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            accepted = conn.accept() => match accepted {
+                Some(Ok((request, respond))) => {
+                    let counted = open.enter();
+                    graph.spawn(stream(
+                        server.clone(),
+                        graph.clone(),
+                        request,
+                        respond,
+                        scheme,
+                        updates.clone(),
+                        counted,
+                    ));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(binding = %server.name(), error = %e, "http/2 connection failed");
+                    break;
+                }
+                None => break,
+            },
+            () = &mut idle => {
+                let now = tokio::time::Instant::now();
+                if closing {
+                    // A client that does not answer the GOAWAY's PING: drop the connection.
+                    break;
+                }
+                match open.idle_since() {
+                    Some(since) if now >= since + timeout => {
+                        tracing::debug!(binding = %server.name(), "http/2 connection idle: closing");
+                        conn.graceful_shutdown();
+                        closing = true;
+                        idle.as_mut().reset(now + timeout);
+                    }
+                    Some(since) => idle.as_mut().reset(since + timeout),
+                    None => idle.as_mut().reset(now + timeout),
+                }
             }
+        }
+    }
+}
+
+/// The streams open on one HTTP/2 connection, and since when it has had none.
+#[derive(Debug)]
+struct OpenStreams {
+    count: std::sync::atomic::AtomicUsize,
+    /// When the count last fell to zero (the connection's start at first).
+    since: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Default for OpenStreams {
+    fn default() -> Self {
+        OpenStreams {
+            count: Default::default(),
+            since: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+}
+
+impl OpenStreams {
+    fn enter(self: &Arc<Self>) -> StreamCount {
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        StreamCount(self.clone())
+    }
+
+    /// Since when no stream has been open, or `None` while one is.
+    fn idle_since(&self) -> Option<tokio::time::Instant> {
+        if self.count.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return None;
+        }
+        Some(*self.since.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// One open stream; dropping it (the stream's task ends) counts it out.
+#[derive(Debug)]
+struct StreamCount(Arc<OpenStreams>);
+
+impl Drop for StreamCount {
+    fn drop(&mut self) {
+        let open = &self.0;
+        if open
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+            == 1
+        {
+            *open.since.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
         }
     }
 }
@@ -90,6 +177,7 @@ async fn stream(
     mut respond: SendResponse<Bytes>,
     scheme: &'static str,
     updates: Option<Arc<SessionUpdates>>,
+    _counted: StreamCount,
 ) {
     let (parts, mut body) = request.into_parts();
     let mut headers = Headers::new();
