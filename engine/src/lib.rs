@@ -5,6 +5,7 @@
 //!
 //! Modules are private; everything a plugin or an embedder uses is re-exported here, once.
 
+mod background;
 mod binding;
 mod build;
 mod catalog;
@@ -22,6 +23,7 @@ mod resolve;
 mod schema;
 mod stream;
 
+pub use background::{background, block_on_background};
 pub use binding::{
     binding_types, BindingContext, BindingDescriptor, BindingFactory, GenerateContext, Generated,
     Nothing, Route, Routes,

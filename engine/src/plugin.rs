@@ -56,6 +56,12 @@ impl PluginContext {
         ConfigError::new(path, message)
     }
 
+    /// The plugin's qualified name (`namespace:name`), the source of the events it reports.
+    pub fn qualified_name(&self) -> String {
+        let name = self.path.rsplit('.').next().unwrap_or(&self.path);
+        format!("{}:{name}", self.namespace)
+    }
+
     /// This plugin's guard id (meaningful for guards).
     pub fn guard_id(&self) -> GuardId {
         GuardId(self.index)

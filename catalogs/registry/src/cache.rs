@@ -2,13 +2,13 @@
 //!
 //! Lookups read an immutable snapshot through [`ArcSwap`] (no lock, no allocation). A lookup
 //! that finds nothing, or an entry past its `max-age` and due for a retry, schedules one fetch
-//! on the catalog runtime; the entry is marked busy in the snapshot straight away, so the
+//! on the background runtime; the entry is marked busy in the snapshot straight away, so the
 //! events behind it neither lock nor fetch again. Concurrent lookups of one key collapse into
 //! that one request. A known id keeps serving while the registry is down (stale), retried with
 //! a backoff of 1 s doubling up to `max-age`; schema texts never expire.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -100,20 +100,6 @@ const ID_RETRY: Duration = Duration::from_secs(1);
 /// The most schema texts kept (Zilla keeps 1024).
 const MAX_SCHEMAS: usize = 1024;
 
-/// The runtime registry fetches run on: one thread for every registry catalog of the process,
-/// apart from the workers, so a slow registry never holds a stream's thread.
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("zilla-catalog")
-            .enable_all()
-            .build()
-            .expect("the catalog runtime starts")
-    })
-}
-
 impl Registry {
     pub(crate) fn new(settings: Settings) -> Self {
         Registry {
@@ -159,7 +145,7 @@ impl Inner {
         drop(control);
         let me = self.clone();
         let (subject, version) = (subject.to_string(), version.to_string());
-        runtime().spawn(async move {
+        zilla_engine::background().spawn(async move {
             let weak = Arc::downgrade(&me);
             let retry = me.fetch_subject(&subject, &version).await;
             drop(me);
@@ -333,7 +319,7 @@ impl Inner {
         );
         drop(control);
         let me = self.clone();
-        runtime().spawn(async move { me.fetch_schema(id).await });
+        zilla_engine::background().spawn(async move { me.fetch_schema(id).await });
     }
 
     /// True once a fetch of `subject` at `version` has failed and none is running.

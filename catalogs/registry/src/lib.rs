@@ -303,8 +303,7 @@ fn build(
             None
         }
     };
-    let name = cx.path.rsplit('.').next().unwrap_or(&cx.path);
-    let source = format!("{}:{name}", cx.namespace);
+    let source = cx.qualified_name();
     let counter = |metric: &'static str| cx.counters.register(&source, metric, &[]);
     let (Some(url), Some(client)) = (parsed, client) else {
         return Err(errors);

@@ -20,6 +20,7 @@
 //! `aud` (string or array containing `audience`). Routes check that the token's roles are a
 //! superset of the route's.
 
+mod jwks;
 mod keys;
 mod options;
 
@@ -33,7 +34,8 @@ use zilla_engine::{
     Session,
 };
 
-use keys::{build_key, fetch, parse_jwks, KeySet};
+use jwks::RemoteKeys;
+use keys::{build_key, KeySet};
 pub use options::{JwkConfig, JwtOptions, Keys};
 
 /// The `jwt` guard type.
@@ -96,7 +98,16 @@ pub struct JwtGuard {
     roles: Vec<String>,
     identity: String,
     challenge: Option<Duration>,
-    keys: KeySet,
+    keys: KeySource,
+}
+
+/// Where a guard's keys are.
+#[derive(Debug)]
+enum KeySource {
+    /// Listed in zilla.yaml.
+    Inline(KeySet),
+    /// A JWKS URL, kept fresh in the background.
+    Remote(Arc<RemoteKeys>),
 }
 
 fn claim_path(
@@ -148,7 +159,7 @@ impl JwtGuard {
                     }
                     keys.insert(jwk.kid.clone(), k);
                 }
-                keys
+                KeySource::Inline(keys)
             }
             Some(Keys::Url(url)) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -190,11 +201,21 @@ impl JwtGuard {
     /// Verifies `token` at time `now`, in Zilla's order, and builds the session.
     pub fn authorize(&self, token: &str, now: SystemTime) -> Result<Session, Refusal> {
         let header = decode_header(token).map_err(|e| Refusal::Malformed(e.to_string()))?;
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.keys.get(kid))
-            .ok_or(Refusal::InvalidAlgOrKey)?;
+        let fetched;
+        let keys: &KeySet = match &self.keys {
+            KeySource::Inline(keys) => keys,
+            KeySource::Remote(remote) => {
+                fetched = remote.keys();
+                &fetched
+            }
+        };
+        let Some(key) = header.kid.as_deref().and_then(|kid| keys.get(kid)) else {
+            if let (KeySource::Remote(remote), Some(_)) = (&self.keys, &header.kid) {
+                // Perhaps the provider rotated its key: fetch again (rate limited).
+                remote.unknown_kid();
+            }
+            return Err(Refusal::InvalidAlgOrKey);
+        };
         if key.alg != Some(header.alg) {
             return Err(Refusal::InvalidAlgOrKey);
         }
@@ -287,7 +308,10 @@ impl JwtGuard {
 
     /// Number of usable keys (for tests and diagnostics).
     pub fn key_count(&self) -> usize {
-        self.keys.len()
+        match &self.keys {
+            KeySource::Inline(keys) => keys.len(),
+            KeySource::Remote(remote) => remote.keys().len(),
+        }
     }
 }
 
@@ -319,24 +343,26 @@ fn lookup<'c>(claims: &'c Map<String, Value>, path: &[String]) -> Option<&'c Val
     Some(value)
 }
 
-fn load_jwks(cx: &PluginContext, url: &str, implicit: bool) -> Result<KeySet, ConfigError> {
+fn load_jwks(cx: &PluginContext, url: &str, implicit: bool) -> Result<KeySource, ConfigError> {
     let origin = if implicit {
         " (derived from `issuer` because `keys` is not set)"
     } else {
         ""
     };
-    let body = fetch(url).map_err(|e| {
-        cx.error(
-            "options.keys",
-            format!("cannot read the JWKS at {url}{origin}: {e}; make sure it is reachable when zilla starts, or list the keys inline as JWK objects"),
-        )
-    })?;
-    parse_jwks(&body).map_err(|e| {
-        cx.error(
-            "options.keys",
-            format!("the JWKS at {url}{origin} is unusable: {e}; serve {{\"keys\": [...]}} there, or list the keys inline as JWK objects"),
-        )
-    })
+    let settings = jwks::Settings::new(
+        url.to_string(),
+        &cx.properties,
+        cx.events.clone(),
+        cx.qualified_name(),
+    );
+    RemoteKeys::start(settings)
+        .map(KeySource::Remote)
+        .map_err(|e| {
+            cx.error(
+                "options.keys",
+                format!("cannot read the JWKS at {url}{origin}: {e}; make sure it is reachable when zilla starts and serves {{\"keys\": [...]}}, or list the keys inline as JWK objects"),
+            )
+        })
 }
 
 impl Guard for JwtGuard {
