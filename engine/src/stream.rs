@@ -187,6 +187,9 @@ impl<P: Protocol> fmt::Display for Reset<P> {
 
 impl<P: Protocol> std::error::Error for Reset<P> {}
 
+/// Queue capacity a direction keeps once drained.
+const SMALL_QUEUE: usize = 4;
+
 struct State<P: Protocol> {
     /// The oldest queued frame, kept inline: most directions hold at most one frame at a time,
     /// so `queue` (and its allocation) is only used while frames pile up.
@@ -290,6 +293,36 @@ impl<P: Protocol> Tx<P> {
                 s.head = Some(frame);
             } else {
                 s.queue.push_back(frame);
+            }
+            s.reader.take()
+        };
+        self.done = terminal;
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Adds several frames now, under one lock and with one wake-up of the reader (an HTTP/1.1
+    /// chunk: its size line, payload and CRLF). Call after [`Tx::ready`], as for [`Tx::push`].
+    pub fn push_all<const N: usize>(&mut self, frames: [Frame<P>; N]) -> Result<(), Reset<P>> {
+        if self.done {
+            return Err(Reset(None));
+        }
+        let mut terminal = false;
+        let waker = {
+            let mut s = self.pipe.lock();
+            if s.reset {
+                return Err(Reset(s.reset_ext.take()));
+            }
+            for frame in frames {
+                terminal |= frame.is_terminal();
+                s.charged += frame.cost();
+                if s.head.is_none() && s.queue.is_empty() {
+                    s.head = Some(frame);
+                } else {
+                    s.queue.push_back(frame);
+                }
             }
             s.reader.take()
         };
@@ -418,8 +451,10 @@ impl<P: Protocol> Rx<P> {
                     s.charged -= frame.cost();
                     let crossed = before >= self.pipe.window && s.charged < self.pipe.window;
                     let waker = if crossed { s.writer.take() } else { None };
-                    if s.queue.is_empty() && s.queue.capacity() > 0 {
-                        // A burst is over: give the buffer back (idle streams hold none).
+                    if s.queue.is_empty() && s.queue.capacity() > SMALL_QUEUE {
+                        // A burst is over: give a large buffer back. A small one is kept, so
+                        // a writer that queues a few frames at a time (an HTTP/1.1 chunk is
+                        // three) does not allocate and free one per message.
                         s.queue = VecDeque::new();
                     }
                     (frame, waker)

@@ -44,6 +44,10 @@ const EVENT_OVERHEAD: usize = 7;
 const SPARE_FDS: u64 = 128;
 /// Path the idle streams ask for (routed by `/events*` like the others).
 const IDLE_PATH: &str = "/events/idle";
+/// Path of the saturation streams: the backend writes events as fast as they are taken.
+const FLOOD_PATH: &str = "/events/flood";
+/// Streams of the saturation workload.
+const FLOOD_CLIENTS: usize = 100;
 
 #[derive(Debug, Clone, PartialEq)]
 struct Args {
@@ -318,10 +322,94 @@ fn accept(shared: &BackendShared, mut stream: TcpStream) -> std::io::Result<()> 
     let request_line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let idle = find(request_line, IDLE_PATH.as_bytes()).is_some();
     stream.write_all(RESPONSE_HEAD)?;
+    if find(request_line, FLOOD_PATH.as_bytes()).is_some() {
+        // As fast as the stream takes them, until the client goes: 64 events of 256 B a write.
+        stream.set_write_timeout(None)?;
+        let chunk = flood_chunk();
+        thread::spawn(move || while stream.write_all(&chunk).is_ok() {});
+        return Ok(());
+    }
     if idle {
         lock(&shared.idle).push(stream);
     } else {
         lock(&shared.events).push(stream);
+    }
+    Ok(())
+}
+
+/// One chunk of 64 events of 256 bytes each (`id:`, `data:`), framed as upstreams write them.
+fn flood_chunk() -> Vec<u8> {
+    let mut events = Vec::new();
+    for i in 0..64u32 {
+        let head = format!("id:{i}\ndata:");
+        let pad = 256 - head.len() - 2;
+        events.extend_from_slice(head.as_bytes());
+        events.resize(events.len() + pad, b'x');
+        events.extend_from_slice(b"\n\n");
+    }
+    let mut chunk = format!("{:x}\r\n", events.len()).into_bytes();
+    chunk.extend_from_slice(&events);
+    chunk.extend_from_slice(b"\r\n");
+    chunk
+}
+
+/// The saturation workload: [`FLOOD_CLIENTS`] streams whose backend writes as fast as each
+/// takes events; events per second delivered over `seconds`, and the proxy's CPU per event.
+fn saturation(
+    target: &Target,
+    seconds: f64,
+    ticks_per_second: f64,
+    results: &mut Results,
+) -> Result<(), String> {
+    let count = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..FLOOD_CLIENTS {
+        let mut c = open_stream(target.port, FLOOD_PATH)?;
+        c.set_read_timeout(Some(Duration::from_millis(200))).ok();
+        let (count, done) = (count.clone(), done.clone());
+        readers.push(
+            thread::Builder::new()
+                .stack_size(CLIENT_STACK)
+                .spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut last = 0u8;
+                    while !done.load(Ordering::Relaxed) {
+                        match c.read(&mut buf) {
+                            Ok(0) => return,
+                            Ok(n) => {
+                                let mut events = 0;
+                                for &b in &buf[..n] {
+                                    if last == b'\n' && b == b'\n' {
+                                        events += 1;
+                                    }
+                                    last = b;
+                                }
+                                count.fetch_add(events, Ordering::Relaxed);
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                })
+                .map_err(|e| format!("client thread: {e}"))?,
+        );
+    }
+    thread::sleep(Duration::from_millis(500));
+    let cpu = |t: &Target| t.proxy.map(|p| p.cpu_ticks()).transpose();
+    let (c0, t0) = (count.load(Ordering::Relaxed), cpu(target)?);
+    let started = Instant::now();
+    thread::sleep(Duration::from_secs_f64(seconds));
+    let (c1, t1) = (count.load(Ordering::Relaxed), cpu(target)?);
+    let elapsed = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    for r in readers {
+        let _ = r.join();
+    }
+    let events = c1 - c0;
+    results.saturation_events_s = Some(events as f64 / elapsed);
+    if let (Some(t0), Some(t1)) = (t0, t1) {
+        let cpu_s = (t1 - t0) as f64 / ticks_per_second;
+        results.saturation_cpu_s_per_m = Some(cpu_s / (events.max(1) as f64 / 1e6));
     }
     Ok(())
 }
@@ -572,6 +660,10 @@ struct Results {
     idle_kept_kib_per_stream: Option<f64>,
     /// Growth per stream when the idle streams are opened a second time.
     idle_again_kib_per_stream: Option<f64>,
+    /// Saturation: events per second delivered to [`FLOOD_CLIENTS`] streams.
+    saturation_events_s: Option<f64>,
+    /// Saturation: proxy CPU-seconds per million events.
+    saturation_cpu_s_per_m: Option<f64>,
     problems: Vec<String>,
 }
 
@@ -792,6 +884,21 @@ fn measure(
         );
         flush();
     }
+    saturation(
+        target,
+        args.seconds.min(5.0),
+        ticks_per_second,
+        &mut results,
+    )?;
+    print!(
+        " saturation: {:.0} events/s{};",
+        results.saturation_events_s.unwrap_or(0.0),
+        results
+            .saturation_cpu_s_per_m
+            .map(|c| format!(", {c:.2} CPU-s per M events"))
+            .unwrap_or_default()
+    );
+    flush();
     fan_out(target, backend, args, epoch, ticks_per_second, &mut results)?;
     println!(
         " fan-out: {}/{} events, p50 {:.0} us, p99 {:.0} us{}",
@@ -1093,7 +1200,19 @@ fn send(
 
 fn print_table(results: &[(&str, Results)]) {
     type Metric = (&'static str, fn(&Results) -> Option<f64>, usize, bool);
-    let metrics: [Metric; 15] = [
+    let metrics: [Metric; 17] = [
+        (
+            "saturation: events/s (100 streams)",
+            |r| r.saturation_events_s,
+            0,
+            true,
+        ),
+        (
+            "  proxy CPU-s per M events",
+            |r| r.saturation_cpu_s_per_m,
+            2,
+            true,
+        ),
         ("events sent", |r| Some(r.sent as f64), 0, false),
         ("events delivered", |r| Some(r.delivered as f64), 0, false),
         (
@@ -1155,7 +1274,7 @@ fn print_table(results: &[(&str, Results)]) {
     if let (Some(z), Some(n)) = (get("zilla"), get("nginx")) {
         ratios.push(("zilla/nginx".into(), z, n));
     }
-    let mut header = format!("\n{:<30}", "metric");
+    let mut header = format!("\n{:<36}", "metric");
     for (name, _) in results {
         header.push_str(&format!("{name:>12}"));
     }
@@ -1165,7 +1284,7 @@ fn print_table(results: &[(&str, Results)]) {
     println!("{header}");
     println!("{}", "-".repeat(header.trim_start().len()));
     for (label, value, decimals, with_ratio) in metrics {
-        let mut row = format!("{label:<30}");
+        let mut row = format!("{label:<36}");
         for (_, r) in results {
             let cell = value(r)
                 .map(|v| format!("{v:.decimals$}"))

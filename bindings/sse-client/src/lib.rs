@@ -15,10 +15,11 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use proto_http::{Headers, Http, HttpBegin, HttpReset};
 use proto_sse::config::{SseCondition, SseOptions};
 use proto_sse::{Sse, SseBegin, SseEvent};
-use sse_codec::Parser;
+use sse_codec::{Event, Parser};
 use zilla_engine::{
     flags, handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory,
     ConfigErrors, Data, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Signal,
@@ -93,7 +94,8 @@ impl Handler<Sse> for Inner {
             .map_err(Reset::relay)?;
         let name = self.name.clone();
         let max_event = self.max_event;
-        graph.spawn(run(stream, http_tx, http_rx, name, max_event));
+        let batch = stream.begin.batch;
+        graph.spawn(run(stream, http_tx, http_rx, name, max_event, batch));
         Ok(())
     }
 }
@@ -135,6 +137,7 @@ async fn run(
     mut http_rx: Rx<Http>,
     name: String,
     max_event: usize,
+    batch: bool,
 ) {
     let (mut app_rx, mut app_tx, trace_id) = stream.into_halves();
     // A GET has no body: end the request now.
@@ -168,22 +171,19 @@ async fn run(
 
     let mut parser = Parser::new(max_event);
     let mut events = Vec::new();
+    let mut ready = Vec::new();
     loop {
         tokio::select! {
             frame = http_rx.recv() => match frame {
                 Some(Frame::Data(Data { payload: Some(chunk), .. })) => {
                     let dropped = parser.dropped();
-                    parser.feed(chunk, &mut |e| events.push(e));
+                    parser.feed_raw(chunk.clone(), &mut |e, raw| events.push((e, raw)));
                     if parser.dropped() > dropped {
                         tracing::warn!(binding = %name, trace_id, dropped = parser.dropped(),
                             "event larger than zilla.binding.sse.maximum.event.size dropped");
                     }
-                    for e in events.drain(..) {
-                        let frame = Frame::Data(Data {
-                            flags: flags::COMPLETE,
-                            payload: e.data,
-                            meta: SseEvent { id: e.id, event: e.event, timestamp: 0 },
-                        });
+                    frames(&mut events, &chunk, batch, &mut ready);
+                    for frame in ready.drain(..) {
                         // Waits for credit: a slow client stops this read, and so the upstream.
                         if app_tx.send(frame).await.is_err() {
                             return;
@@ -207,4 +207,65 @@ async fn run(
             }
         }
     }
+}
+
+/// The frames for the events one read completed. With `batch` (the opener takes events as they
+/// are framed), each run of events whose bytes came exactly as they go on the wire travels as
+/// one frame: a slice of `chunk` covering them, no copy. Other events are one frame each, their
+/// fields parsed.
+fn frames(
+    events: &mut Vec<(Event, Option<Bytes>)>,
+    chunk: &Bytes,
+    batch: bool,
+    out: &mut Vec<Frame<Sse>>,
+) {
+    let mut run: Option<(usize, usize, Option<Bytes>)> = None; // (from, to) in chunk, last id
+    let base = chunk.as_ptr() as usize;
+    let flush = |run: &mut Option<(usize, usize, Option<Bytes>)>, out: &mut Vec<Frame<Sse>>| {
+        if let Some((from, to, id)) = run.take() {
+            out.push(Frame::Data(Data {
+                flags: flags::COMPLETE,
+                payload: Some(chunk.slice(from..to)),
+                meta: SseEvent {
+                    id,
+                    event: None,
+                    timestamp: 0,
+                    batch: true,
+                },
+            }));
+        }
+    };
+    for (e, raw) in events.drain(..) {
+        // The wire bytes are a slice of this read when they are a slice of `chunk`.
+        let span = raw.filter(|_| batch).and_then(|raw| {
+            let from = (raw.as_ptr() as usize).checked_sub(base)?;
+            (from + raw.len() <= chunk.len()).then_some((from, from + raw.len()))
+        });
+        match (span, &mut run) {
+            (Some((from, to)), Some((_, end, last))) if *end == from => {
+                *end = to;
+                if e.id.is_some() {
+                    *last = e.id;
+                }
+            }
+            (Some((from, to)), _) => {
+                flush(&mut run, out);
+                run = Some((from, to, e.id));
+            }
+            (None, _) => {
+                flush(&mut run, out);
+                out.push(Frame::Data(Data {
+                    flags: flags::COMPLETE,
+                    payload: e.data,
+                    meta: SseEvent {
+                        id: e.id,
+                        event: e.event,
+                        timestamp: 0,
+                        batch: false,
+                    },
+                }));
+            }
+        }
+    }
+    flush(&mut run, out);
 }

@@ -102,8 +102,12 @@ impl Handler<Http> for Inner {
         };
         let timestamps = request.begin.timestamps;
         let rule = self.settings.rules.for_path(path);
+        let mut begin = request.begin;
+        // Events that are neither checked nor stamped can come as framed upstream, several at
+        // once: the stream writes them without encoding each again.
+        begin.batch = rule.is_none() && !timestamps;
         let (app_tx, app_rx) = graph
-            .open::<Sse>(exit, request.begin, stream.session.clone())
+            .open::<Sse>(exit, begin, stream.session.clone())
             .map_err(Reset::relay)?;
         let settings = self.settings.clone();
         let graph2 = graph.clone();

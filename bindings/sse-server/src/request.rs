@@ -56,6 +56,7 @@ pub(crate) fn parse(headers: &Headers) -> Result<Request, Rejected> {
             path,
             last_id,
             timestamps,
+            batch: false,
         },
     })
 }

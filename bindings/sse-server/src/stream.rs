@@ -99,14 +99,50 @@ pub(crate) async fn run(
         let _ = http_tx.push(data(sse_codec::comment()));
     }
 
-    let idle = settings.idle.unwrap_or(Duration::from_secs(86_400 * 365));
+    // One timer for the stream, pinned once: the keep-alive (after `idle` without a write)
+    // and the slow-client deadline (after `slow_client_timeout` without credit) share it.
+    // Events never touch it: running out of credit only records when, and the timer checks
+    // both when it fires. The shutdown wait is also registered once, not per event.
+    let idle = settings.idle;
     let mut last_write = Instant::now();
-    let mut idle_at = last_write + idle;
+    let mut blocked_since: Option<Instant> = None;
+    let mut pending: Option<Bytes> = None;
+    let timer = sleep_until(next_wake(last_write, idle, blocked_since, &settings));
+    tokio::pin!(timer);
     let shutdown = graph.shutdown().clone();
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
 
     let stop = loop {
+        if let Some(bytes) = pending.take() {
+            // Credit is checked without waiting; only a stream that has to wait records it.
+            let now =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(http_tx.poll_ready(cx))).await;
+            match now {
+                std::task::Poll::Ready(Ok(())) => {
+                    if http_tx.push(data(bytes)).is_err() {
+                        break Stop::ClientGone;
+                    }
+                    blocked_since = None;
+                    last_write = Instant::now();
+                }
+                std::task::Poll::Ready(Err(_)) => break Stop::ClientGone,
+                std::task::Poll::Pending => {
+                    pending = Some(bytes);
+                    if blocked_since.is_none() {
+                        let since = Instant::now();
+                        blocked_since = Some(since);
+                        let slow = since + settings.slow_client_timeout;
+                        if slow < timer.deadline() {
+                            timer.as_mut().reset(slow);
+                        }
+                    }
+                }
+            }
+        }
+        let waiting = pending.is_some();
         tokio::select! {
-            frame = app_rx.recv() => match frame {
+            frame = app_rx.recv(), if !waiting => match frame {
                 Some(Frame::Data(mut d)) => {
                     if let Some(rule) = &rule {
                         if let Some(payload) = d.payload.take() {
@@ -116,14 +152,12 @@ pub(crate) async fn run(
                             }
                         }
                     }
-                    let bytes = event_bytes(&d, timestamps);
-                    if let Err(stop) = ready(&mut http_tx, &settings, name, trace_id).await {
-                        break stop;
-                    }
-                    if http_tx.push(data(bytes)).is_err() {
-                        break Stop::ClientGone;
-                    }
-                    last_write = Instant::now();
+                    pending = Some(if d.meta.batch {
+                        // Wire bytes of whole events (asked for when nothing checks them).
+                        d.payload.unwrap_or_default()
+                    } else {
+                        event_bytes(&d, timestamps)
+                    });
                 }
                 Some(Frame::Flush) => {
                     let _ = http_tx.push(Frame::Flush);
@@ -144,9 +178,19 @@ pub(crate) async fn run(
                 }
                 Some(Frame::Begin(_)) => {}
             },
-            signal = http_tx.signal() => match signal {
-                Signal::Reset(_) => break Stop::ClientGone,
-                Signal::Challenge(ext) => {
+            // Credit (while an event waits for it), a reset or a challenge from the client side.
+            word = std::future::poll_fn(|cx| {
+                if waiting {
+                    if let std::task::Poll::Ready(r) = http_tx.poll_ready(cx) {
+                        return std::task::Poll::Ready(Word::Ready(r.is_ok()));
+                    }
+                }
+                http_tx.poll_signal(cx).map(Word::Signal)
+            }) => match word {
+                // Loop: the pending event goes out at the top.
+                Word::Ready(true) => {}
+                Word::Ready(false) | Word::Signal(Signal::Reset(_)) => break Stop::ClientGone,
+                Word::Signal(Signal::Challenge(ext)) => {
                     let event = challenge_event(ext, &settings.challenge_event);
                     let _ = http_tx.push(data(event));
                     last_write = Instant::now();
@@ -161,17 +205,34 @@ pub(crate) async fn run(
                     return;
                 }
             }
-            _ = sleep_until(idle_at), if settings.idle.is_some() => {
-                // One timer entry per stream, re-armed from the last write: events don't
-                // touch the timer.
-                let due = last_write + idle;
-                if Instant::now() >= due {
-                    let _ = http_tx.push(data(sse_codec::comment()));
-                    last_write = Instant::now();
+            () = &mut timer => {
+                let now = Instant::now();
+                if let Some(since) = blocked_since {
+                    if now >= since + settings.slow_client_timeout {
+                        match settings.slow_client {
+                            SlowClient::Drop => {
+                                tracing::warn!(binding = name, trace_id, timeout = ?settings.slow_client_timeout,
+                                    "client too far behind: dropping it (zilla.binding.sse.slow.client=drop); it reconnects with its last event id");
+                                break Stop::Dropped;
+                            }
+                            SlowClient::Hold => {
+                                tracing::warn!(binding = name, trace_id, timeout = ?settings.slow_client_timeout,
+                                    "client too far behind: holding its upstream (zilla.binding.sse.slow.client=hold)");
+                                // Said once per wait: keep waiting for credit, without a deadline.
+                                blocked_since = None;
+                            }
+                        }
+                    }
                 }
-                idle_at = last_write + idle;
+                if let Some(idle) = idle {
+                    if pending.is_none() && now >= last_write + idle {
+                        let _ = http_tx.push(data(sse_codec::comment()));
+                        last_write = now;
+                    }
+                }
+                timer.as_mut().reset(next_wake(last_write, idle, blocked_since, &settings));
             }
-            _ = shutdown.cancelled() => {
+            () = &mut cancelled => {
                 // Engine stopping: end cleanly, the client reconnects (elsewhere) with its id.
                 http_tx.end(None);
                 return app_tx.end(None);
@@ -185,6 +246,28 @@ pub(crate) async fn run(
     // The app's reply is reset (app_rx dropped) and its request ended: the upstream goes now.
     app_tx.end(None);
     drop(app_rx);
+}
+
+/// What the client side of the stream said.
+enum Word {
+    /// Credit came back (`true`), or the client reset the stream (`false`).
+    Ready(bool),
+    /// A reset or a challenge.
+    Signal(Signal<Http>),
+}
+
+/// When the stream's one timer must fire next: the keep-alive, or the slow-client deadline if
+/// the stream is waiting for credit, whichever comes first (far in the future if neither).
+fn next_wake(
+    last_write: Instant,
+    idle: Option<Duration>,
+    blocked_since: Option<Instant>,
+    settings: &Settings,
+) -> Instant {
+    let far = last_write + Duration::from_secs(86_400 * 365);
+    let keep_alive = idle.map_or(far, |idle| last_write + idle);
+    let slow = blocked_since.map_or(far, |since| since + settings.slow_client_timeout);
+    keep_alive.min(slow)
 }
 
 /// How the stream stood when the app answered (or the client left) before any response.

@@ -6,18 +6,17 @@ use std::time::Duration;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use proto_tcp::Tcp;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use zilla_engine::{Data, Frame, Rx, Tx};
 
-/// Bytes asked for per socket read.
+/// Bytes asked for per socket read (into the stack).
 const READ_SIZE: usize = 16 * 1024;
-/// Reads smaller than this are copied into an exact-size buffer so that a mostly empty read
-/// buffer is not kept alive by the payload (idle streams hold no read buffer at all).
-const SMALL_READ: usize = 1024;
+/// Bytes asked for per read once a connection's reads fill [`READ_SIZE`].
+const BUSY_READ: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Inbound {
@@ -70,7 +69,8 @@ pub(crate) async fn pump(mut socket: TcpStream, mut tx: Tx<Tcp>, mut rx: Rx<Tcp>
     drop(rx);
 }
 
-async fn inbound(mut r: ReadHalf<'_>, tx: &mut Tx<Tcp>) -> Inbound {
+async fn inbound(r: ReadHalf<'_>, tx: &mut Tx<Tcp>) -> Inbound {
+    let mut busy = false;
     loop {
         if tx.ready().await.is_err() {
             return Inbound::Refused;
@@ -80,25 +80,73 @@ async fn inbound(mut r: ReadHalf<'_>, tx: &mut Tx<Tcp>) -> Inbound {
             _ = tx.reset() => return Inbound::Refused,
             ready = r.as_ref().readable() => if ready.is_err() { return fail(tx) },
         }
-        // Allocate only once data is there, so an idle connection holds no read buffer.
-        let mut buf = BytesMut::with_capacity(READ_SIZE);
-        match r.read_buf(&mut buf).await {
-            Ok(0) => {
+        match read(&r, &mut busy) {
+            Read::Eof => {
                 let _ = tx.push(Frame::End(None));
                 return Inbound::End;
             }
-            Ok(n) => {
-                let payload = if n < SMALL_READ {
-                    Bytes::copy_from_slice(&buf)
-                } else {
-                    buf.freeze()
-                };
+            Read::Data(payload) => {
                 if tx.push(Frame::Data(Data::bytes(payload))).is_err() {
                     return Inbound::Refused;
                 }
             }
-            Err(_) => return fail(tx),
+            // Readiness was a false alarm: wait again.
+            Read::Nothing => {}
+            Read::Failed => return fail(tx),
         }
+    }
+}
+
+/// What one read of a readable socket gave.
+enum Read {
+    Data(Bytes),
+    Eof,
+    Nothing,
+    Failed,
+}
+
+/// Reads what the socket holds. A quiet connection reads into the stack and keeps an
+/// exact-size copy: one allocation per read, and it holds no read buffer while idle (the array
+/// is not held across an await). A busy one (its last read filled the stack buffer) reads up to
+/// [`BUSY_READ`] straight into a buffer that is handed on as it is: no copy.
+///
+/// A read that did not fill its buffer has drained the socket: its readiness is cleared then
+/// and there (as nginx does with edge-triggered epoll), instead of paying a second `recv` that
+/// can only say `EAGAIN`, one per event otherwise. Data arriving after the read raises a new
+/// readiness event, which the clearing does not lose (tokio clears only the readiness it saw).
+fn read(r: &ReadHalf<'_>, busy: &mut bool) -> Read {
+    use std::io::Read as _;
+    let stream = r.as_ref();
+    let mut got = Read::Nothing;
+    let outcome = stream.try_io(tokio::io::Interest::READABLE, || {
+        let (n, size) = if *busy {
+            let mut buf = bytes::BytesMut::with_capacity(BUSY_READ);
+            let n = stream.try_read_buf(&mut buf)?;
+            if n > 0 {
+                got = Read::Data(buf.freeze());
+            }
+            (n, BUSY_READ)
+        } else {
+            let mut buf = [0u8; READ_SIZE];
+            let n = (&*socket2::SockRef::from(stream)).read(&mut buf)?;
+            if n > 0 {
+                got = Read::Data(Bytes::copy_from_slice(&buf[..n]));
+            }
+            (n, READ_SIZE)
+        };
+        if n == 0 {
+            got = Read::Eof;
+            return Ok(());
+        }
+        *busy = n == size;
+        if n < size {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    });
+    match (outcome, got) {
+        (Err(e), Read::Nothing) if e.kind() != std::io::ErrorKind::WouldBlock => Read::Failed,
+        (_, got) => got,
     }
 }
 

@@ -4,7 +4,8 @@
 //! query, last event id); the initial direction carries nothing else until it ends. The reply
 //! `Begin` opens the event stream; each reply `Data` frame is one whole event: its payload is
 //! the event's data (`None`: an event with no data field, e.g. only an `id`), its [`SseEvent`]
-//! metadata the id and type. `End` may carry [`SseEnd`] (a last id to send before closing).
+//! metadata the id and type; or, to an opener that asked for batches, the wire bytes of several
+//! events at once ([`SseEvent::batch`]). `End` may carry [`SseEnd`] (a last id to send before closing).
 
 use bytes::Bytes;
 use zilla_engine::Protocol;
@@ -36,6 +37,10 @@ pub struct SseBegin {
     pub last_id: Option<Bytes>,
     /// The client asked for timestamps (`Accept: text/event-stream;ext=timestamp`).
     pub timestamps: bool,
+    /// The opener writes events as they are framed and takes them in batches: a reply frame
+    /// may be [`SseEvent::batch`]. An sse server asks for it when it neither validates nor
+    /// stamps a stream's events.
+    pub batch: bool,
 }
 
 /// Metadata of one event.
@@ -47,6 +52,10 @@ pub struct SseEvent {
     pub event: Option<Bytes>,
     /// Milliseconds since the epoch, 0 for none.
     pub timestamp: u64,
+    /// The payload is not one event's data but one or more whole events exactly as they go on
+    /// the wire (`id:`, `event:`, `data:` lines, each event ended by a blank line); `id` is the
+    /// last one's. Only sent to an opener that asked with [`SseBegin::batch`].
+    pub batch: bool,
 }
 
 /// End extension: an id written as a final `id:` event before the stream closes, so the client

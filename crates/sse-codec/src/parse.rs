@@ -24,6 +24,23 @@ enum Data {
     Many(BytesMut),
 }
 
+/// Whether the event being read is framed exactly as `encode` writes it (so its bytes can be
+/// forwarded as they are), and how far into it the parser is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Canon {
+    /// No line of the event yet.
+    Fresh,
+    /// `id:` seen.
+    Id,
+    /// `event:` seen.
+    Event,
+    /// `data:` seen.
+    Data,
+    /// Not canonical (another order, a space after the colon, CR, a comment, `retry`, an
+    /// unknown field, or it spans reads).
+    No,
+}
+
 /// An incremental parser. Feed it the body as it arrives; it returns complete events.
 pub struct Parser {
     max_event: usize,
@@ -38,6 +55,11 @@ pub struct Parser {
     oversize: bool,
     dropped: u64,
     retry: Option<u64>,
+    canon: Canon,
+    /// Where the current event began in the chunk being fed (canonical events only).
+    raw_start: Option<usize>,
+    /// The wire bytes of the event being dispatched, when canonical.
+    raw: Option<Bytes>,
 }
 
 impl std::fmt::Debug for Parser {
@@ -66,6 +88,9 @@ impl Parser {
             oversize: false,
             dropped: 0,
             retry: None,
+            canon: Canon::Fresh,
+            raw_start: None,
+            raw: None,
         }
     }
 
@@ -80,7 +105,20 @@ impl Parser {
     }
 
     /// Parses `chunk`, calling `emit` for every event it completes.
-    pub fn feed(&mut self, mut chunk: Bytes, emit: &mut impl FnMut(Event)) {
+    pub fn feed(&mut self, chunk: Bytes, emit: &mut impl FnMut(Event)) {
+        self.feed_raw(chunk, &mut |e, _| emit(e));
+    }
+
+    /// Parses `chunk`, calling `emit` for every event it completes, with the event's bytes as
+    /// they came when they are exactly what [`crate::encode`] writes for it (`id`, `event`,
+    /// `data` lines in that order, no space after the colon, LF line ends, nothing else, all
+    /// in this chunk): a slice of `chunk`, so a proxy can forward it without encoding again.
+    pub fn feed_raw(&mut self, mut chunk: Bytes, emit: &mut impl FnMut(Event, Option<Bytes>)) {
+        // An event begun in an earlier read is not one slice of this one.
+        if self.canon != Canon::Fresh {
+            self.canon = Canon::No;
+        }
+        self.raw_start = None;
         if !self.bom_checked && self.head.is_empty() && chunk.len() >= BOM.len() {
             // The common case: no copy.
             self.bom_checked = true;
@@ -109,15 +147,30 @@ impl Parser {
         }
         while start < chunk.len() {
             let rest = &chunk[start..];
-            match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            match memchr::memchr2(b'\n', b'\r', rest) {
                 Some(i) => {
                     let end = start + i;
-                    let line = if self.partial.is_empty() {
-                        chunk.slice(start..end)
+                    let whole = self.partial.is_empty();
+                    let assembled;
+                    let (src, range) = if whole {
+                        (&chunk, start..end)
                     } else {
                         self.append_partial(&chunk[start..end]);
-                        std::mem::take(&mut self.partial).freeze()
+                        assembled = std::mem::take(&mut self.partial).freeze();
+                        (&assembled, 0..assembled.len())
                     };
+                    let line = &src[range.clone()];
+                    let lf = chunk[end] == b'\n';
+                    if line.is_empty() {
+                        self.raw = match (self.canon, self.raw_start, lf && whole) {
+                            (Canon::Id | Canon::Event | Canon::Data, Some(from), true) => {
+                                Some(chunk.slice(from..end + 1))
+                            }
+                            _ => None,
+                        };
+                    } else {
+                        self.track(line, whole.then_some(start), lf);
+                    }
                     let mut next = end + 1;
                     if chunk[end] == b'\r' {
                         match chunk.get(end + 1) {
@@ -126,7 +179,7 @@ impl Parser {
                             None => self.skip_lf = true,
                         }
                     }
-                    self.line(line, emit);
+                    self.line(src, range, emit);
                     start = next;
                 }
                 None => {
@@ -135,6 +188,29 @@ impl Parser {
                 }
             }
         }
+    }
+
+    /// Follows whether the event stays canonical with `line` (found at `at` in the chunk, when
+    /// it lies whole in it, ended by LF or not).
+    fn track(&mut self, line: &[u8], at: Option<usize>, lf: bool) {
+        if self.canon == Canon::Fresh {
+            self.raw_start = at;
+        }
+        let field = |name: &[u8]| line.strip_prefix(name).filter(|v| v.first() != Some(&b' '));
+        self.canon = match (self.canon, at.is_some() && lf) {
+            (_, false) | (Canon::No, _) => Canon::No,
+            (c, true) => {
+                if field(b"id:").is_some_and(|v| !v.contains(&0)) && c == Canon::Fresh {
+                    Canon::Id
+                } else if field(b"event:").is_some() && matches!(c, Canon::Fresh | Canon::Id) {
+                    Canon::Event
+                } else if field(b"data:").is_some() {
+                    Canon::Data
+                } else {
+                    Canon::No
+                }
+            }
+        };
     }
 
     fn append_partial(&mut self, bytes: &[u8]) {
@@ -171,31 +247,41 @@ impl Parser {
             + self.event.as_ref().map_or(0, Bytes::len)
     }
 
-    fn line(&mut self, line: Bytes, emit: &mut impl FnMut(Event)) {
+    /// One line: `src[range]` (a slice of the chunk, or of a line assembled across reads).
+    /// Only the values kept (data, id, type) become `Bytes`: slices of `src`, no copy.
+    fn line(
+        &mut self,
+        src: &Bytes,
+        range: std::ops::Range<usize>,
+        emit: &mut impl FnMut(Event, Option<Bytes>),
+    ) {
+        let line = &src[range.clone()];
         if line.is_empty() {
             return self.dispatch(emit);
         }
         if line[0] == b':' {
             return;
         }
-        let (name, value) = match line.iter().position(|&b| b == b':') {
-            Some(c) => {
-                let v = if line.get(c + 1) == Some(&b' ') {
+        let (name, at) = match memchr::memchr(b':', line) {
+            Some(c) => (
+                &line[..c],
+                if line.get(c + 1) == Some(&b' ') {
                     c + 2
                 } else {
                     c + 1
-                };
-                (line.slice(..c), line.slice(v..))
-            }
-            None => (line.clone(), Bytes::new()),
+                },
+            ),
+            None => (line, line.len()),
         };
+        let value = &line[at..];
+        let keep = || src.slice(range.start + at..range.end);
         if self.oversize {
             return;
         }
         // Every byte the event will occupy counts: a data line's value, and the LF that joins
         // it to the one before; an id's or type's value. Comments and unknown fields are not
         // kept, so they do not count.
-        self.size += match name.as_ref() {
+        self.size += match name {
             b"data" if matches!(self.data, Data::None) => value.len(),
             b"data" => value.len() + 1,
             b"id" | b"event" => value.len(),
@@ -204,36 +290,34 @@ impl Parser {
         if self.size > self.max_event {
             return self.exceeded();
         }
-        match name.as_ref() {
+        match name {
             b"data" => {
                 self.data = match std::mem::replace(&mut self.data, Data::None) {
-                    Data::None => Data::One(value),
+                    Data::None => Data::One(keep()),
                     Data::One(first) => {
                         let mut joined = BytesMut::with_capacity(first.len() + 1 + value.len());
                         joined.extend_from_slice(&first);
                         joined.extend_from_slice(b"\n");
-                        joined.extend_from_slice(&value);
+                        joined.extend_from_slice(value);
                         Data::Many(joined)
                     }
                     Data::Many(mut joined) => {
                         joined.extend_from_slice(b"\n");
-                        joined.extend_from_slice(&value);
+                        joined.extend_from_slice(value);
                         Data::Many(joined)
                     }
                 };
             }
-            b"event" => self.event = Some(value),
-            b"id" if !value.contains(&0) => self.id = Some(value),
+            b"event" => self.event = Some(keep()),
+            b"id" if !value.contains(&0) => self.id = Some(keep()),
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
-                self.retry = std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|v| v.parse().ok());
+                self.retry = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
             }
             _ => {}
         }
     }
 
-    fn dispatch(&mut self, emit: &mut impl FnMut(Event)) {
+    fn dispatch(&mut self, emit: &mut impl FnMut(Event, Option<Bytes>)) {
         let data = match std::mem::replace(&mut self.data, Data::None) {
             Data::None => None,
             Data::One(b) => Some(b),
@@ -241,12 +325,15 @@ impl Parser {
         };
         let id = self.id.take();
         let event = self.event.take();
+        let raw = self.raw.take();
         self.size = 0;
+        self.canon = Canon::Fresh;
+        self.raw_start = None;
         if std::mem::take(&mut self.oversize) {
             return; // dropped and counted when it went over the limit
         }
         if data.is_some() || id.is_some() || event.is_some() {
-            emit(Event { id, event, data });
+            emit(Event { id, event, data }, raw);
         }
     }
 }
@@ -518,6 +605,113 @@ mod tests {
             got.as_ptr(),
             chunk[5..].as_ptr(),
             "data is a slice of the read"
+        );
+    }
+
+    fn raw_events(chunks: &[&[u8]]) -> Vec<Option<Bytes>> {
+        let mut p = Parser::new(1 << 20);
+        let mut out = Vec::new();
+        for c in chunks {
+            p.feed_raw(Bytes::copy_from_slice(c), &mut |_, raw| out.push(raw));
+        }
+        out
+    }
+
+    #[test]
+    fn canonical_events_come_with_their_wire_bytes() {
+        let text = b"id:1\nevent:e\ndata:a\ndata:b\n\ndata:c\n\n";
+        let raw = raw_events(&[text]);
+        assert_eq!(
+            raw,
+            vec![
+                Some(Bytes::from_static(b"id:1\nevent:e\ndata:a\ndata:b\n\n")),
+                Some(Bytes::from_static(b"data:c\n\n")),
+            ]
+        );
+        // Zilla's framing differs: a space after the colon, another order, CR, a comment, an
+        // unknown field, `data` without a colon, an event split over two reads.
+        for (chunks, what) in [
+            (&[&b"data: a\n\n"[..]][..], "space"),
+            (&[&b"event:e\nid:1\ndata:x\n\n"[..]], "order"),
+            (&[&b"data:x\r\n\r\n"[..]], "crlf"),
+            (&[&b":ping\ndata:x\n\n"[..]], "comment"),
+            (&[&b"data:x\nfoo:bar\n\n"[..]], "unknown field"),
+            (&[&b"data\n\n"[..]], "no colon"),
+            (&[&b"id:1\nid:2\ndata:x\n\n"[..]], "two ids"),
+            (&[&b"data:x\n"[..], &b"\n"[..]], "split"),
+        ] {
+            assert_eq!(raw_events(chunks), vec![None], "{what}");
+        }
+        // A keep-alive between events does not spoil the next one.
+        assert_eq!(
+            raw_events(&[b":\n\ndata:x\n\n"]),
+            vec![Some(Bytes::from_static(b"data:x\n\n"))]
+        );
+    }
+
+    /// Whatever the input, wire bytes handed out are exactly what `encode` writes for the
+    /// event, so forwarding them is the same as encoding it again.
+    #[test]
+    fn raw_bytes_always_equal_the_encoding() {
+        let mut seed = 0x1234_5678_9abc_def1_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        const PIECES: &[&[u8]] = &[
+            b"id:1\n",
+            b"event:e\n",
+            b"data:x\n",
+            b"data:\n",
+            b"\n",
+            b"\n",
+            b"\n",
+            b"id:",
+            b"event:",
+            b"data:",
+            b"data",
+            b": ",
+            b":",
+            b"x",
+            b"yz",
+            b"\r",
+            b"\0",
+            b"retry:5",
+            b" ",
+        ];
+        let mut raws = 0;
+        for _ in 0..10_000 {
+            let text: Vec<u8> = (0..(next() % 40))
+                .flat_map(|_| {
+                    PIECES[(next() % PIECES.len() as u64) as usize]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            let mut p = Parser::new(1 << 20);
+            let mut at = 0;
+            while at < text.len() {
+                let end = (at + 1 + (next() % 200) as usize).min(text.len());
+                p.feed_raw(Bytes::copy_from_slice(&text[at..end]), &mut |e, raw| {
+                    if let Some(raw) = raw {
+                        raws += 1;
+                        let encoded = crate::encode(&crate::Fields {
+                            timestamp: 0,
+                            id: e.id.as_deref(),
+                            event: e.event.as_deref(),
+                            data: e.data.as_deref(),
+                        });
+                        assert_eq!(raw, encoded, "{:?}", String::from_utf8_lossy(&text));
+                    }
+                });
+                at = end;
+            }
+        }
+        assert!(
+            raws > 1000,
+            "the test produced only {raws} canonical events"
         );
     }
 }

@@ -717,10 +717,9 @@ impl Conn {
         if self.tx.ready().await.is_err() {
             return false;
         }
-        frames
-            .into_iter()
-            .filter(|b| !b.is_empty())
-            .all(|b| self.tx.push(Frame::Data(Data::bytes(b))).is_ok())
+        self.tx
+            .push_all(frames.map(|b| Frame::Data(Data::bytes(b))))
+            .is_ok()
     }
 }
 
@@ -1089,7 +1088,12 @@ fn chunk_size_line(len: usize) -> Bytes {
             text.push_str(&format!("{n:x}\r\n"));
         }
         offsets.push(text.len() as u32);
-        (Bytes::from(text), offsets)
+        // Static (leaked once): slices of it carry no reference count, so workers that frame
+        // chunks at the same time do not contend on one counter.
+        (
+            Bytes::from_static(Box::leak(text.into_boxed_str()).as_bytes()),
+            offsets,
+        )
     });
     lines.slice(offsets[len] as usize..offsets[len + 1] as usize)
 }
