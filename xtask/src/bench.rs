@@ -636,6 +636,24 @@ impl Drop for Nginx {
 }
 
 /// Finds an executable on PATH (or in the usual sbin directories).
+/// nginx, installed from Debian's packages when it is missing (as root, with apt-get), so the
+/// peer column is there on a fresh machine; `None` (and why) when it cannot be had.
+pub(crate) fn nginx_or_install() -> Option<PathBuf> {
+    if let Some(bin) = find_program("nginx") {
+        return Some(bin);
+    }
+    println!("==> nginx is not installed: apt-get install nginx (for the peer column)");
+    let installed = std::process::Command::new("apt-get")
+        .args(["install", "-y", "-qq", "nginx"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        println!("note: could not install nginx (not root, or no apt-get)");
+    }
+    find_program("nginx")
+}
+
 pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH").unwrap_or_default();
     env::split_paths(&path)

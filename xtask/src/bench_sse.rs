@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use zilla_spec::Zilla;
 
-use crate::bench::{find_program, flush, free_port, launch_nginx, local, stop_nginx, TempDir};
+use crate::bench::{flush, free_port, launch_nginx, local, nginx_or_install, stop_nginx, TempDir};
 use crate::{cargo, target_dir, workspace_root};
 
 /// Stack size of the client threads (one per stream).
@@ -660,6 +660,11 @@ struct Results {
     idle_kept_kib_per_stream: Option<f64>,
     /// Growth per stream when the idle streams are opened a second time.
     idle_again_kib_per_stream: Option<f64>,
+    /// Broadcast burst: latency p50 and p99.
+    burst_p50_us: Option<f64>,
+    burst_p99_us: Option<f64>,
+    /// Process start to listening, in milliseconds.
+    ready_ms: Option<f64>,
     /// Saturation: events per second delivered to [`FLOOD_CLIENTS`] streams.
     saturation_events_s: Option<f64>,
     /// Saturation: proxy CPU-seconds per million events.
@@ -775,8 +780,10 @@ fn bench_sse(args: &Args) -> Result<bool, String> {
             .map_err(|e| format!("writing zilla.args: {e}"))?;
     }
     println!("==> starting {}", zilla_bin.display());
+    let started = Instant::now();
     let mut zilla = Zilla::start(&zilla_bin, &config, &[], Some(work.path()))?;
     zilla.wait_listening(&[zilla_port], Duration::from_secs(10))?;
+    let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
     targets.push(Target {
         name: "zilla",
         port: zilla_port,
@@ -784,12 +791,15 @@ fn bench_sse(args: &Args) -> Result<bool, String> {
     });
 
     let mut nginx = None;
-    match find_program("nginx") {
+    let mut nginx_ready_ms = None;
+    match nginx_or_install() {
         None => println!("nginx not installed (apt-get install nginx) — peer column skipped"),
         Some(bin) => {
             let streams = args.clients.max(args.idle);
+            let started = Instant::now();
             match NginxHttp::start(&bin, work.path(), backend.port(), streams) {
                 Ok(n) => {
+                    nginx_ready_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
                     targets.push(Target {
                         name: "nginx",
                         port: n.port,
@@ -820,7 +830,14 @@ fn bench_sse(args: &Args) -> Result<bool, String> {
     let mut failure = None;
     for target in &targets {
         match measure(target, &backend, args, epoch, ticks_per_second) {
-            Ok(r) => results.push((target.name, r)),
+            Ok(mut r) => {
+                r.ready_ms = match target.name {
+                    "zilla" => Some(ready_ms),
+                    "nginx" => nginx_ready_ms,
+                    _ => None,
+                };
+                results.push((target.name, r));
+            }
             Err(e) => {
                 failure = Some(format!("{}: {e}", target.name));
                 break;
@@ -840,8 +857,10 @@ fn bench_sse(args: &Args) -> Result<bool, String> {
     if let Some(e) = failure {
         return Err(format!("{e}\nzilla stderr:\n{}", tail(&stopped.stderr, 30)));
     }
-    print_table(&results);
+    let table = table(&results);
+    print!("{table}");
     println!("{}", machine_note());
+    write_results(args, &table);
     let mut complete = true;
     for (name, r) in &results {
         for problem in &r.problems {
@@ -899,7 +918,30 @@ fn measure(
             .unwrap_or_default()
     );
     flush();
-    fan_out(target, backend, args, epoch, ticks_per_second, &mut results)?;
+    fan_out(
+        target,
+        backend,
+        args,
+        false,
+        epoch,
+        ticks_per_second,
+        &mut results,
+    )?;
+    // A broadcast burst: every stream gets an event at the same instant, five times a second.
+    let bursts = Args {
+        rate: 5.0,
+        seconds: args.seconds.min(4.0),
+        ..args.clone()
+    };
+    fan_out(
+        target,
+        backend,
+        &bursts,
+        true,
+        epoch,
+        ticks_per_second,
+        &mut results,
+    )?;
     println!(
         " fan-out: {}/{} events, p50 {:.0} us, p99 {:.0} us{}",
         results.delivered,
@@ -967,6 +1009,7 @@ fn fan_out(
     target: &Target,
     backend: &Backend,
     args: &Args,
+    burst: bool,
     epoch: Instant,
     ticks_per_second: f64,
     results: &mut Results,
@@ -1030,7 +1073,7 @@ fn fan_out(
     let sender_handles: Vec<_> = shares
         .into_iter()
         .map(|share| {
-            thread::spawn(move || send(share, n, per_stream, period_ns, start, size, epoch))
+            thread::spawn(move || send(share, n, burst, per_stream, period_ns, start, size, epoch))
         })
         .collect();
     let mut sent = 0;
@@ -1077,6 +1120,21 @@ fn fan_out(
     drop(upstreams);
     thread::sleep(Duration::from_millis(300));
 
+    if burst {
+        latencies.extend_from_slice(&firsts);
+        latencies.sort_unstable();
+        results.burst_p50_us = Some(percentile_us(&latencies, 0.50));
+        results.burst_p99_us = Some(percentile_us(&latencies, 0.99));
+        if delivered < sent {
+            results.problems.push(format!(
+                "burst: {} of {sent} events not delivered",
+                sent - delivered
+            ));
+        }
+        summarize_errors(&mut results.problems, "burst client", client_errors);
+        summarize_errors(&mut results.problems, "burst backend", send_errors);
+        return Ok(());
+    }
     latencies.sort_unstable();
     firsts.sort_unstable();
     results.p99_later_us = percentile_us(&latencies, 0.99);
@@ -1153,10 +1211,13 @@ struct SendReport {
 }
 
 /// Writes `per_stream` events to each stream in `share`; stream `i` of `n`
-/// gets its events at `start + k * period + i * period / n`.
+/// gets its events at `start + k * period + i * period / n` (or, with `burst`, every stream at
+/// `start + k * period`).
+#[allow(clippy::too_many_arguments)]
 fn send(
     share: Vec<(usize, TcpStream)>,
     n: usize,
+    burst: bool,
     per_stream: u64,
     period_ns: u128,
     start: Instant,
@@ -1175,7 +1236,12 @@ fn send(
     for k in 0..per_stream {
         for (i, slot) in &mut streams {
             let Some(stream) = slot else { continue };
-            let offset = (u128::from(k) * n as u128 + *i as u128) * period_ns / n as u128;
+            // Spread over the period, or (a broadcast burst) all at its start.
+            let offset = if burst {
+                u128::from(k) * period_ns
+            } else {
+                (u128::from(k) * n as u128 + *i as u128) * period_ns / n as u128
+            };
             let due = start + Duration::from_nanos(offset as u64);
             let now = Instant::now();
             if due > now {
@@ -1198,9 +1264,11 @@ fn send(
     report
 }
 
-fn print_table(results: &[(&str, Results)]) {
+fn table(results: &[(&str, Results)]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     type Metric = (&'static str, fn(&Results) -> Option<f64>, usize, bool);
-    let metrics: [Metric; 17] = [
+    let metrics: [Metric; 20] = [
         (
             "saturation: events/s (100 streams)",
             |r| r.saturation_events_s,
@@ -1244,7 +1312,10 @@ fn print_table(results: &[(&str, Results)]) {
             true,
         ),
         ("proxy CPU per event (us)", |r| r.cpu_us_per_event, 2, true),
+        ("burst: latency p50 (us)", |r| r.burst_p50_us, 0, true),
+        ("burst: latency p99 (us)", |r| r.burst_p99_us, 0, true),
         ("proxy RSS, no streams (MiB)", |r| r.rss_base_mib, 1, true),
+        ("start to ready (ms)", |r| r.ready_ms, 1, true),
         (
             "idle memory per stream (KiB)",
             |r| r.idle_kib_per_stream,
@@ -1281,8 +1352,8 @@ fn print_table(results: &[(&str, Results)]) {
     for (label, _, _) in &ratios {
         header.push_str(&format!("{label:>14}"));
     }
-    println!("{header}");
-    println!("{}", "-".repeat(header.trim_start().len()));
+    let _ = writeln!(out, "{header}");
+    let _ = writeln!(out, "{}", "-".repeat(header.trim_start().len()));
     for (label, value, decimals, with_ratio) in metrics {
         let mut row = format!("{label:<36}");
         for (_, r) in results {
@@ -1301,12 +1372,50 @@ fn print_table(results: &[(&str, Results)]) {
                 .unwrap_or_else(|| "-".into());
             row.push_str(&format!("{cell:>14}"));
         }
-        println!("{row}");
+        let _ = writeln!(out, "{row}");
     }
-    println!(
+    let _ = writeln!(
+        out,
         "(latency: backend write to client read. CPU and memory: the proxy process(es) from \
          /proc; targets ≤ 8 KiB per idle stream, nginx reference 13.8 KiB, ~12 us CPU/event)"
     );
+    out
+}
+
+/// Writes the table of this run, with its date, machine and workload, to
+/// `docs/bench/sse.md` (the README's performance section points there).
+fn write_results(args: &Args, table: &str) {
+    let path = workspace_root().join("docs").join("bench").join("sse.md");
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .unwrap_or_default();
+    let text = format!(
+        "# `cargo xtask bench sse`: the latest run\n\n{} ({}). Workloads: saturation ({FLOOD_CLIENTS} \
+         streams, the backend writes 256-byte events as fast as each stream takes them); fan-out \
+         ({} streams x {} events/s x {} B for {} s); {} idle streams. Direct, zilla and nginx \
+         measured one after the other in this one run.\n\n```\n{}\n```\n",
+        date.trim(),
+        machine_note().trim_start_matches("machine: "),
+        args.clients,
+        args.rate,
+        args.size,
+        args.seconds,
+        args.idle,
+        table.trim(),
+    );
+    let written = path
+        .parent()
+        .map(fs::create_dir_all)
+        .and_then(Result::ok)
+        .and_then(|()| fs::write(&path, text).ok());
+    match written {
+        Some(()) => println!("(written to {})", path.display()),
+        None => println!("note: could not write {}", path.display()),
+    }
 }
 
 fn machine_note() -> String {

@@ -13,8 +13,9 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use zilla_engine::{Data, Frame, Rx, Tx};
 
-/// Bytes asked for per socket read (into the stack).
-const READ_SIZE: usize = 16 * 1024;
+/// Bytes asked for per socket read of a quiet connection (into the stack, zeroed each time:
+/// small, as one event is).
+const READ_SIZE: usize = 4 * 1024;
 /// Bytes asked for per read once a connection's reads fill [`READ_SIZE`].
 const BUSY_READ: usize = 64 * 1024;
 
