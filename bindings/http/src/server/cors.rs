@@ -65,6 +65,12 @@ impl Cors {
     /// Judges a request from its headers (`:scheme`, `:authority`, `:method`, `origin`, ...).
     pub(crate) fn check(&self, request: &Headers) -> Verdict {
         let Some(origin) = request.get("origin") else {
+            // Not a CORS request; under a cross-origin policy open to any origin, responses say
+            // so anyway (`*`), as Zilla's do. Not with a list of origins or credentials, which
+            // need an origin to echo.
+            if self.cross_origin && self.origins.is_none() && !self.credentials {
+                return Verdict::Allowed(Bytes::from_static(b"*"));
+            }
             return Verdict::Plain;
         };
         let origin_str = std::str::from_utf8(origin).unwrap_or("");
