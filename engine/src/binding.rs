@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::catalog::CatalogHandle;
 use crate::config::{parse_value, BindingConfig, ConfigError, ConfigErrors};
 use crate::events::{Counter, Events};
+use crate::expression::{Template, Values};
 use crate::graph::{Binding, BindingId, Graph};
 use crate::guard::{GuardId, Session};
 use crate::kind::{Kind, Protocols};
@@ -150,19 +151,71 @@ pub struct Route<W, With> {
     /// Conditions: the route matches if any matches (or if there are none).
     pub when: Vec<W>,
     /// Guards that must all authorize the stream's session, with the roles each requires.
-    pub guarded: Vec<(GuardId, Vec<String>)>,
+    pub guarded: Vec<(GuardId, Roles)>,
     /// Rewrite applied when the route is chosen.
     pub with: Option<With>,
     /// Target binding, if the route has one (tcp client routes are only an allow-list).
     pub exit: Option<BindingId>,
 }
 
+/// The `{name}` captures of a route condition: name and the text it matched.
+pub type Captures<'v> = Vec<(String, &'v str)>;
+
+/// The roles a guard must find, as written: literal (`proxy:stream`), or with expressions the
+/// request fills (`tenant:${params.tenant}`, `${method}:${path}`; see [`Template`]).
+#[derive(Debug)]
+pub struct Roles {
+    /// Every role, literal or not.
+    pub templates: Vec<Template>,
+    /// The roles when none has an expression (checked without rendering).
+    pub literal: Option<Vec<String>>,
+}
+
+impl Roles {
+    /// Literal roles.
+    pub fn literal(roles: Vec<String>) -> Self {
+        Roles {
+            templates: roles
+                .iter()
+                .map(|r| Template::compile(r, |_| Err(String::new())).expect("literal"))
+                .collect(),
+            literal: Some(roles),
+        }
+    }
+}
+
 impl<W, With> Route<W, With> {
-    /// True if the session satisfies every guard of this route.
-    pub fn authorized(&self, graph: &Graph, session: Option<&Session>) -> bool {
+    /// True if the session satisfies every guard of this route (expressions in roles are
+    /// rendered by `render`; a role that cannot be rendered is not held).
+    pub fn authorized_with(
+        &self,
+        graph: &Graph,
+        session: Option<&Session>,
+        render: impl Fn(&Template) -> Option<String>,
+    ) -> bool {
         self.guarded.iter().all(|(guard, roles)| match session {
-            Some(s) => s.guard == *guard && graph.guard(*guard).verify(s, roles),
-            None => false,
+            Some(s) if s.guard == *guard => match &roles.literal {
+                Some(literal) => graph.guard(*guard).verify(s, literal),
+                None => roles
+                    .templates
+                    .iter()
+                    .map(&render)
+                    .collect::<Option<Vec<String>>>()
+                    .is_some_and(|rendered| graph.guard(*guard).verify(s, &rendered)),
+            },
+            _ => false,
+        })
+    }
+
+    /// True if the session satisfies every guard of this route (roles with expressions render
+    /// with no request values: only `${guarded[..]}` ones can hold).
+    pub fn authorized(&self, graph: &Graph, session: Option<&Session>) -> bool {
+        self.authorized_with(graph, session, |t| {
+            t.render(&Values {
+                session,
+                ..Values::default()
+            })
+            .map(|c| c.into_owned())
         })
     }
 }
@@ -190,6 +243,46 @@ impl<W, With> Routes<W, With> {
         self.routes.iter().find(|r| {
             (r.when.is_empty() || r.when.iter().any(&matches)) && r.authorized(graph, session)
         })
+    }
+
+    /// The first route whose conditions match (`matches` returns the `{name}` captures of the
+    /// condition that matched) and that is authorized for `session`, the expressions of its
+    /// roles (`${params.<name>}`, `${method}`, `${path}`, `${guarded[..]}`) rendered from
+    /// `request` and the captures. Returns the route and its captures (empty for a route
+    /// without conditions).
+    pub fn resolve_with<'a, 'v>(
+        &'a self,
+        graph: &Graph,
+        session: Option<&'v Session>,
+        request: Values<'v>,
+        matches: impl Fn(&W) -> Option<Captures<'v>>,
+    ) -> Option<(&'a Route<W, With>, Captures<'v>)> {
+        self.routes.iter().find_map(|r| {
+            let params = if r.when.is_empty() {
+                Vec::new()
+            } else {
+                r.when.iter().find_map(&matches)?
+            };
+            let values = Values {
+                params: &params,
+                session,
+                ..request
+            };
+            r.authorized_with(graph, session, |t| {
+                t.render(&values).map(|c| c.into_owned())
+            })
+            .then_some((r, params))
+        })
+    }
+
+    /// True if some guarded route's conditions match (`matches`): a request [`resolve`]
+    /// refused had a route, but its session lacked the roles (`403`, where no route is `404`).
+    ///
+    /// [`resolve`]: Routes::resolve
+    pub fn forbidden(&self, matches: impl Fn(&W) -> bool) -> bool {
+        self.routes
+            .iter()
+            .any(|r| !r.guarded.is_empty() && (r.when.is_empty() || r.when.iter().any(&matches)))
     }
 
     /// Every route.
@@ -295,6 +388,13 @@ impl<F: BindingFactory> BindingContext<F> {
     /// The guard called `name` (plain or `namespace:name`) found in the options at `rel`.
     pub fn guard(&self, name: &str, rel: &str) -> Result<GuardId, ConfigError> {
         self.plugins.guard(&self.namespace, name, &self.path(rel))
+    }
+
+    /// `text` compiled as a [`Template`] (`${params.x}`, `${guarded['jwt0'].identity}`, ...);
+    /// errors, and guards it names that do not exist, are located at `rel`.
+    pub fn template(&self, text: &str, rel: &str) -> Result<Template, ConfigError> {
+        Template::compile(text, |name| self.guard(name, rel).map_err(|e| e.message))
+            .map_err(|e| self.error(rel, e))
     }
 
     /// The vault called `name` found in the options at `rel`.
@@ -411,7 +511,21 @@ fn build_binding<F: BindingFactory>(raw: RawBinding<'_>) -> Result<Box<dyn Bindi
         for (guard, roles) in &r.guarded {
             let path = format!("{rbase}.guarded.{guard}");
             if let Some(g) = errors.take(raw.plugins.guard(raw.namespace, guard, &path)) {
-                guarded.push((g, roles.clone()));
+                let mut templates = Vec::new();
+                for (k, role) in roles.iter().enumerate() {
+                    let compiled = Template::compile(role, |name| {
+                        raw.plugins
+                            .guard(raw.namespace, name, &path)
+                            .map_err(|e| e.message)
+                    })
+                    .map_err(|e| ConfigError::new(format!("{path}[{k}]"), e));
+                    templates.extend(errors.take(compiled));
+                }
+                let literal = templates
+                    .iter()
+                    .all(Template::is_literal)
+                    .then(|| roles.clone());
+                guarded.push((g, Roles { templates, literal }));
             }
         }
         let exit = match &r.exit {

@@ -20,8 +20,21 @@ pub struct Session {
     pub expires_at: Option<SystemTime>,
     /// When to challenge the client for fresh credentials.
     pub challenge_at: Option<SystemTime>,
+    /// Named values of the session (jwt: the claims its `attributes` option names), for
+    /// `${guarded['<guard>'].attributes.<name>}` in routes.
+    pub attributes: Vec<(Arc<str>, Arc<str>)>,
     /// Guard-specific data (claims, roles).
     pub data: Box<dyn Any + Send + Sync>,
+}
+
+impl Session {
+    /// The attribute `name`, if the session has it.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| &**v)
+    }
 }
 
 impl fmt::Debug for Session {

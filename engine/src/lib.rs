@@ -12,6 +12,7 @@ mod catalog;
 pub mod config;
 mod engine;
 mod events;
+mod expression;
 mod graph;
 mod guard;
 mod kind;
@@ -25,14 +26,15 @@ mod stream;
 
 pub use background::{background, block_on_background};
 pub use binding::{
-    binding_types, BindingContext, BindingDescriptor, BindingFactory, GenerateContext, Generated,
-    Nothing, Route, Routes,
+    binding_types, BindingContext, BindingDescriptor, BindingFactory, Captures, GenerateContext,
+    Generated, Nothing, Roles, Route, Routes,
 };
 pub use build::{build, registered, BuildEnv, Registered};
 pub use catalog::{Catalog, CatalogHandle, CatalogId, LocalSchemas, SchemaRef, SchemaSelector};
 pub use config::{ConfigError, ConfigErrors};
 pub use engine::{Engine, Reload, StartError, Started};
 pub use events::{Counter, CounterEntry, Counters, Events};
+pub use expression::{Template, Values};
 pub use graph::{
     handler_binding, AnyHandler, AttachError, Binding, BindingId, Graph, Handler, Stream, Workers,
     DEFAULT_WINDOW,
@@ -43,7 +45,7 @@ pub use model::{
     model_types, CompiledSchema, Invalid, Model, ModelConfig, ModelContext, ModelDescriptor,
     ModelFactory, Why,
 };
-pub use pattern::glob_match;
+pub use pattern::{glob_match, Pattern};
 pub use plugin::{
     plugin_types, CatalogDescriptor, Event, Exporter, ExporterDescriptor, GuardDescriptor,
     KeyEntry, PluginContext, PluginDescriptor, PluginFactory, Vault, VaultDescriptor, VaultId,

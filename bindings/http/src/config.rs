@@ -207,7 +207,7 @@ pub struct HttpCondition {
     /// The compiled patterns, filled once when the binding is built.
     #[serde(skip)]
     #[schemars(skip)]
-    pub(crate) compiled: std::sync::OnceLock<Vec<(String, crate::pattern::Pattern)>>,
+    pub(crate) compiled: std::sync::OnceLock<Vec<(String, zilla_engine::Pattern)>>,
 }
 
 /// A route's `with`.
@@ -223,7 +223,13 @@ pub struct HttpWith {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpWithHeaders {
-    /// Header name -> value; values may use `${params.name}` from `{name}` captures in `:path`.
+    /// Header name -> value. Values may use `${params.name}` (a `{name}` capture of the
+    /// route's `:path`) and `${guarded['<guard>'].identity}` or
+    /// `${guarded['<guard>'].attributes.<name>}` (the request's session).
     #[serde(default)]
     pub overrides: Option<IndexMap<String, String>>,
+    /// The compiled overrides, filled once when the binding is built.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) compiled: std::sync::OnceLock<crate::overrides::Overrides>,
 }

@@ -23,7 +23,7 @@ use sse_codec::{Event, Parser};
 use zilla_engine::{
     flags, handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory,
     ConfigErrors, Data, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Signal,
-    Stream, Tx,
+    Stream, Tx, Values,
 };
 
 /// The `sse` binding type, client kind.
@@ -48,6 +48,7 @@ impl BindingFactory for SseClientFactory {
 
     fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
         cx.require_exit()?;
+        proto_sse::config::compile_routes(&cx)?;
         let max_event = cx
             .properties
             .usize("zilla.binding.sse.maximum.event.size", MAX_EVENT);
@@ -82,10 +83,17 @@ fn request(begin: &SseBegin) -> HttpBegin {
 impl Handler<Sse> for Inner {
     fn open(&self, graph: &Arc<Graph>, stream: Stream<Sse>) -> Result<(), Reset<Sse>> {
         let path = std::str::from_utf8(&stream.begin.path).unwrap_or("");
+        let values = Values {
+            method: Some("GET"),
+            path: Some(path),
+            ..Values::default()
+        };
         let Some(exit) = self
             .routes
-            .resolve(graph, stream.session.as_deref(), |c| c.matches(path))
-            .and_then(|r| r.exit)
+            .resolve_with(graph, stream.session.as_deref(), values, |c| {
+                c.captures(path)
+            })
+            .and_then(|(r, _)| r.exit)
         else {
             return Err(Reset(None));
         };

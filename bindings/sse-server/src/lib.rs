@@ -27,7 +27,7 @@ use proto_sse::config::{SseCondition, SseOptions};
 use proto_sse::Sse;
 use zilla_engine::{
     handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigErrors,
-    Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Stream,
+    Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Stream, Values,
 };
 
 /// The `sse` binding type, server kind.
@@ -49,6 +49,7 @@ impl BindingFactory for SseServerFactory {
 
     fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
         cx.require_exit()?;
+        proto_sse::config::compile_routes(&cx)?;
         let options = cx.options.clone().unwrap_or_default();
         let rules = validate::Rules::build(&cx, options.requests.as_deref().unwrap_or_default())?;
         let p = &cx.properties;
@@ -92,12 +93,22 @@ impl Handler<Http> for Inner {
             Err(request::Rejected::LastEventId) => return Err(HttpReset::refuse(400)),
         };
         let path = std::str::from_utf8(&request.begin.path).unwrap_or("");
+        let session = stream.session.as_deref();
+        let values = Values {
+            method: stream.begin.headers.get_str(":method"),
+            path: Some(path),
+            ..Values::default()
+        };
         let Some(exit) = self
             .routes
-            .resolve(graph, stream.session.as_deref(), |c| c.matches(path))
-            .and_then(|r| r.exit)
+            .resolve_with(graph, session, values, |c| c.captures(path))
+            .and_then(|(r, _)| r.exit)
         else {
             tracing::debug!(binding = %self.name, path, "no route");
+            if session.is_some() && self.routes.forbidden(|c| c.matches(path)) {
+                // Beyond Zilla (404): the path has a route, the session lacks its roles.
+                return Err(HttpReset::refuse(403));
+            }
             return Err(Reset(None));
         };
         let timestamps = request.begin.timestamps;

@@ -33,16 +33,56 @@ pub struct SseRequest {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SseCondition {
-    /// Path pattern, without query string; `*` matches any run of characters, `/` included.
+    /// Path pattern, without query string; `*` matches any run of characters, `/` included,
+    /// and `{name}` captures one or more characters for `${params.name}` in the route's
+    /// `guarded` roles (e.g. `/tenants/{tenant}/events` with `tenant:${params.tenant}`).
     #[serde(default)]
     pub path: Option<String>,
+    /// The compiled pattern, filled once when the binding is built.
+    #[serde(skip)]
+    #[schemars(skip)]
+    compiled: std::sync::OnceLock<zilla_engine::Pattern>,
 }
 
 impl SseCondition {
+    /// Compiles the path pattern; says what is wrong with it if it cannot.
+    pub fn compile(&self) -> Result<(), String> {
+        if let Some(p) = &self.path {
+            let _ = self.compiled.set(zilla_engine::Pattern::compile(p, false)?);
+        }
+        Ok(())
+    }
+
     /// True if the condition matches `path`.
     pub fn matches(&self, path: &str) -> bool {
-        self.path
-            .as_deref()
-            .is_none_or(|p| zilla_engine::glob_match(p, path))
+        self.captures(path).is_some()
     }
+
+    /// The `{name}` captures of `path`, if the condition matches it.
+    pub fn captures<'p>(&self, path: &'p str) -> Option<Vec<(String, &'p str)>> {
+        match (&self.path, self.compiled.get()) {
+            (None, _) => Some(Vec::new()),
+            (Some(_), Some(p)) => p.captures(path),
+            (Some(p), None) => zilla_engine::glob_match(p, path).then(Vec::new),
+        }
+    }
+}
+
+/// Compiles the path patterns of every route condition of an sse binding; a bad pattern is an
+/// error at its key.
+pub fn compile_routes<F>(
+    cx: &zilla_engine::BindingContext<F>,
+) -> Result<(), zilla_engine::ConfigErrors>
+where
+    F: zilla_engine::BindingFactory<When = SseCondition>,
+{
+    let mut errors = zilla_engine::ConfigErrors::new();
+    for (i, route) in cx.routes.iter().enumerate() {
+        for (j, when) in route.when.iter().enumerate() {
+            if let Err(e) = when.compile() {
+                errors.push(cx.error(&format!("routes[{i}].when[{j}].path"), e));
+            }
+        }
+    }
+    errors.or(())
 }

@@ -307,3 +307,59 @@ bindings:
 ";
     check(config, &["zilla.yaml:10:12: bindings.tls0.vault: no vault named 'my_server' (did you mean 'my_servers'?)"]);
 }
+
+/// Expressions in roles, header overrides and path patterns are checked at load: each bad one
+/// is named at its key, with what to write instead.
+#[test]
+fn bad_expressions_and_patterns_are_located() {
+    let config = |role: &str| {
+        format!(
+            r#"name: test
+guards:
+  jwt0:
+    type: jwt
+    options:
+      issuer: https://auth.example.com
+      audience: https://api.example.com
+      keys: [ {{ kty: RSA, kid: example, alg: RS256, e: AQAB, n: 1JqsmRcPWt-YtWgYiCiP4TqevjQLhA3mUmAY7KH3_dM23AHeBiZvVlbeMH51eD5eOdxn2W_TrcOQ-yZNvzSsQ4kuQY54ZXC7g1IhPnBqsBmJVnl_NTtGYsse3OIyui-Z7NcDr_KVv7LhVPlmsEZlRmenfcoW92FbnS9-hf9Un0HoN_yKzHMOjuymIMjgRDSWidUIGQ2EPTr8Cv8WAKjXvEA8ajtjyuxdQ3tjSEN4d8-1-RnZCbGH60HMIBXSb9q4aaGDLEpWF_0HDEuINt5dyrDA92NGFtE2WLXq4czvZVwnFAS8u_GUEnC-X1izTSbmgzHLDBVBOAvBa1nptsoPfQ }} ]
+bindings:
+  tcp0:
+    type: tcp
+    kind: server
+    options: {{ host: 127.0.0.1, port: 0 }}
+    exit: http0
+  http0:
+    type: http
+    kind: server
+    routes:
+      - when: [ {{ headers: {{ ":path": "/t/{{tenant}}" }} }} ]
+        guarded: {{ jwt0: [ "{role}" ] }}
+        with: {{ headers: {{ overrides: {{ x-user: "${{guarded['nope'].identity}}", x-a: "a-${{foo}}" }} }} }}
+        exit: sse0
+  sse0:
+    type: sse
+    kind: server
+    routes:
+      - when: [ {{ path: "/t/{{x" }} ]
+        exit: echo0
+  echo0:
+    type: echo
+    kind: server
+"#
+        )
+    };
+    check(
+        &config("tenant:${params.tenant"),
+        &[
+            "zilla.yaml:20:28: bindings.http0.routes[0].guarded.jwt0[0]: `${` without `}` in 'tenant:${params.tenant'",
+            "zilla.yaml:27:25: bindings.sse0.routes[0].when[0].path: unclosed '{' in pattern '/t/{x': write {name} to capture, or remove the brace",
+        ],
+    );
+    check(
+        &config("tenant:${params.tenant}"),
+        &[
+            "zilla.yaml:21:49: bindings.http0.routes[0].with.headers.overrides.x-user: '${guarded['nope'].identity}': no guard named 'nope'",
+            "zilla.yaml:21:85: bindings.http0.routes[0].with.headers.overrides.x-a: '${foo}' in 'a-${foo}': not an expression here: use params.<name>, method, path, or guarded['<guard>'].identity / .attributes.<name>",
+        ],
+    );
+}

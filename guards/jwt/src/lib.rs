@@ -11,6 +11,8 @@
 //!       roles: scope            # claim path, dotted for nested claims
 //!       identity: sub
 //!       challenge: 30           # seconds before exp
+//!       attributes:             # for ${guarded['authn_jwt'].attributes.<name>} in routes
+//!         tenant: org.id
 //!       keys:                   # JWKs, or an http(s) URL of a JWKS, or omitted
 //!         - { kty: RSA, kid: example, alg: RS256, n: "...", e: AQAB }
 //! ```
@@ -72,6 +74,9 @@ pub struct JwtSession {
     pub claims: Map<String, Value>,
 }
 
+/// The event of a refused token: its reason, never the token.
+pub const EVENT_AUTHORIZATION_FAILED: &str = "GUARD_JWT_AUTHORIZATION_FAILED";
+
 /// Why a token was refused (Zilla's reasons).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -89,10 +94,28 @@ pub enum Refusal {
     BadIdentity,
 }
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Malformed(why) => write!(f, "not a well-formed JWT: {why}"),
+            Refusal::InvalidAlgOrKey => {
+                f.write_str("no key for the token's kid, or the token's alg differs from the key's")
+            }
+            Refusal::BadSignature => f.write_str("the signature does not verify"),
+            Refusal::Expired => f.write_str("expired (exp) or not yet valid (nbf)"),
+            Refusal::InvalidIssuerOrAudience => f.write_str("iss or aud do not match"),
+            Refusal::BadIdentity => f.write_str("the identity claim is not a string"),
+        }
+    }
+}
+
 /// A built `jwt` guard.
 #[derive(Debug)]
 pub struct JwtGuard {
     id: GuardId,
+    name: String,
+    events: zilla_engine::Events,
+    attributes: Vec<(Arc<str>, Vec<String>)>,
     issuer: Option<String>,
     audience: Option<String>,
     roles: Vec<String>,
@@ -138,6 +161,17 @@ impl JwtGuard {
             }
         }
         let roles = claim_path(cx, "roles", o.roles, "scope")?;
+        let mut attributes = Vec::new();
+        for (name, path) in o.attributes.into_iter().flatten() {
+            if name.is_empty() {
+                return Err(cx.error(
+                    "options.attributes",
+                    "an attribute needs a name: `<name>: <claim path>`",
+                ));
+            }
+            let path = claim_path(cx, &format!("attributes.{name}"), Some(path), "")?;
+            attributes.push((Arc::from(name.as_str()), path));
+        }
         let identity = o.identity.unwrap_or_else(|| "sub".to_string());
         if identity.is_empty() {
             return Err(cx.error(
@@ -189,6 +223,9 @@ impl JwtGuard {
         };
         Ok(JwtGuard {
             id: cx.guard_id(),
+            name: cx.qualified_name(),
+            events: cx.events.clone(),
+            attributes,
             issuer: o.issuer,
             audience: o.audience,
             roles,
@@ -297,11 +334,24 @@ impl JwtGuard {
             (Some(at), Some(window), Some(_)) => Some(at.checked_sub(window).unwrap_or(UNIX_EPOCH)),
             _ => None,
         };
+        let attributes = self
+            .attributes
+            .iter()
+            .filter_map(|(name, path)| {
+                let value: Arc<str> = match lookup(&claims, path)? {
+                    Value::Null => return None,
+                    Value::String(s) => s.as_str().into(),
+                    other => other.to_string().into(),
+                };
+                Some((name.clone(), value))
+            })
+            .collect();
         Ok(Session {
             guard: self.id,
             identity,
             expires_at,
             challenge_at,
+            attributes,
             data: Box::new(JwtSession { roles, claims }),
         })
     }
@@ -367,9 +417,18 @@ fn load_jwks(cx: &PluginContext, url: &str, implicit: bool) -> Result<KeySource,
 
 impl Guard for JwtGuard {
     fn reauthorize(&self, credentials: &str) -> Option<Arc<Session>> {
-        self.authorize(credentials, SystemTime::now())
-            .ok()
-            .map(Arc::new)
+        match self.authorize(credentials, SystemTime::now()) {
+            Ok(session) => Some(Arc::new(session)),
+            Err(refusal) => {
+                self.events.emit(
+                    &self.name,
+                    EVENT_AUTHORIZATION_FAILED,
+                    0,
+                    format!("token refused: {refusal}"),
+                );
+                None
+            }
+        }
     }
 
     fn verify(&self, session: &Session, roles: &[String]) -> bool {

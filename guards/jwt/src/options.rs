@@ -22,6 +22,11 @@ pub struct JwtOptions {
     /// Claim holding the session identity (default `sub`).
     #[serde(default)]
     pub identity: Option<String>,
+    /// Name -> claim path (dotted for nested claims): values of the session that routes read as
+    /// `${guarded['<guard>'].attributes.<name>}`, e.g. `tenant: org.id`. A claim that is not a
+    /// string is given as its JSON text; a missing claim is no attribute.
+    #[serde(default)]
+    pub attributes: Option<indexmap::IndexMap<String, String>>,
     /// Seconds before `exp` at which the client is challenged for fresh credentials.
     #[serde(default)]
     pub challenge: Option<u64>,

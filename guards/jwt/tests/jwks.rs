@@ -8,51 +8,24 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use jsonwebtoken::EncodingKey;
 use serde_json::{json, Value};
 use zilla_test_support::{free_port, zilla_bin, Options, Zilla};
 
-const ISS: &str = "https://auth.example.com";
-const AUD: &str = "https://api.example.com";
+mod support;
+use support::{now, rsa_key, sign, AUD, ISS};
+
 const WAIT: Duration = Duration::from_secs(20);
 
-/// An RSA signing key and its public JWK (`kid` as given).
-fn rsa_key(kid: &str) -> (EncodingKey, Value) {
-    let out = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("openssl not runnable ({e}): apt-get install openssl"));
-    let key = EncodingKey::from_rsa_pem(&out.stdout).unwrap();
-    let mut jwk =
-        serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap()).unwrap();
-    jwk["kid"] = kid.into();
-    jwk["alg"] = "RS256".into();
-    (key, jwk)
-}
-
 fn token(key: &EncodingKey, kid: &str) -> String {
-    let mut h = Header::new(Algorithm::RS256);
-    h.kid = Some(kid.into());
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let claims = json!({ "iss": ISS, "aud": AUD, "sub": "alice", "scope": "read", "exp": exp });
-    encode(&h, &claims, key).unwrap()
+    let claims =
+        json!({ "iss": ISS, "aud": AUD, "sub": "alice", "scope": "read", "exp": now() + 3600 });
+    sign(key, kid, &claims)
 }
 
 /// What the provider answers each request with, for now.
@@ -320,13 +293,27 @@ fn rotated_keys_are_followed_and_a_failing_provider_keeps_the_last_keys() {
     zilla.wait_for("listening on", WAIT);
     assert_eq!(status(port, &token(&key_a, "a")), 200);
 
-    // The provider fails: the last good keys keep serving, and that is said once.
-    provider.set(Answer::Status(503));
+    // The provider fails (10 MB, then not JSON, then 503): the last good keys keep serving,
+    // and that is said once.
+    provider.set(Answer::Huge(10 << 20));
     zilla.wait_for(
         "GUARD_JWT_KEYS_UNRETRIEVABLE Unable to fetch keys from",
         WAIT,
     );
     assert_eq!(status(port, &token(&key_a, "a")), 200);
+    for answer in [
+        Answer::Json("<html>down</html>".into()),
+        Answer::Status(503),
+    ] {
+        let seen = provider.requests();
+        provider.set(answer);
+        let deadline = Instant::now() + WAIT;
+        while provider.requests() < seen + 2 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        assert!(provider.requests() >= seen + 2, "the refresh goes on");
+        assert_eq!(status(port, &token(&key_a, "a")), 200);
+    }
 
     // It comes back with both keys, then only with `b`.
     provider.set(jwks(&[&jwk_a, &jwk_b]));

@@ -67,10 +67,11 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant};
 use zilla_engine::{
     AnyHandler, Binding, BindingContext, BindingId, ConfigError, ConfigErrors, Data, Frame, Graph,
-    Handler, Reset, Routes, Rx, Session, Stream, Tx,
+    Handler, Reset, Routes, Rx, Session, Stream, Tx, Values,
 };
 
 use crate::config::{HttpCondition, HttpVersion, HttpWith};
+use crate::overrides::Overrides;
 use crate::HttpFactory;
 use codec::{
     chunk_header, chunked_end, encode_request_head, Body, BodyDecoder, HeadReader, RequestBody,
@@ -127,33 +128,12 @@ pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Bindi
             "allow at least one version: `http/1.1`, `h2` or both",
         ));
     }
-    let mut overrides = Vec::new();
-    for (name, value) in options.overrides.iter().flatten() {
-        let lower = name.to_ascii_lowercase();
-        let valid_name = match lower.strip_prefix(':') {
-            Some(pseudo) => matches!(pseudo, "method" | "scheme" | "authority" | "path"),
-            None => {
-                !lower.is_empty()
-                    && lower
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
-            }
-        };
-        if !valid_name {
-            errors.push(cx.error(
-                &format!("options.overrides.{name}"),
-                "not a header name: use a token such as `x-api-key` or one of `:method`, \
-                 `:scheme`, `:authority`, `:path`",
-            ));
-        }
-        if value.bytes().any(|c| (c < b' ' && c != b'\t') || c == 0x7f) {
-            errors.push(cx.error(
-                &format!("options.overrides.{name}"),
-                "header values cannot contain line breaks or control characters",
-            ));
-        }
-        overrides.push((Bytes::from(lower), Bytes::from(value.clone())));
-    }
+    let overrides = Overrides::compile(
+        &cx,
+        "options.overrides",
+        options.overrides.as_ref(),
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -203,7 +183,7 @@ impl Binding for HttpClient {
 struct ClientInner {
     name: String,
     routes: Routes<HttpCondition, HttpWith>,
-    overrides: Vec<(Bytes, Bytes)>,
+    overrides: Overrides,
     versions: Versions,
     response_timeout: Duration,
     idle_timeout: Duration,
@@ -238,12 +218,31 @@ struct Request {
 impl Handler<Http> for ClientInner {
     fn open(&self, graph: &Arc<Graph>, mut stream: Stream<Http>) -> Result<(), Reset<Http>> {
         let headers = &mut stream.begin.headers;
-        let route = self.routes.resolve(graph, stream.session.as_deref(), |c| {
-            crate::pattern::condition_matches(c, headers)
-        });
-        let exit = route.and_then(|r| r.exit).ok_or(Reset(None))?;
-        for (name, value) in &self.overrides {
-            headers.set(name.clone(), value.clone());
+        let session = stream.session.as_deref();
+        // Held apart from the headers, which the overrides change: captures borrow from them.
+        let path = headers.get_str(":path").unwrap_or("").to_string();
+        let method = headers.get_str(":method").unwrap_or("").to_string();
+        let request = Values {
+            method: Some(&method),
+            // As Zilla documents for http: the whole :path, query included.
+            path: Some(&path),
+            ..Values::default()
+        };
+        let (route, params) = self
+            .routes
+            .resolve_with(graph, session, request, |c| {
+                crate::pattern::condition_captures(c, headers, &path)
+            })
+            .ok_or(Reset(None))?;
+        let exit = route.exit.ok_or(Reset(None))?;
+        let values = Values {
+            params: &params,
+            session,
+            ..request
+        };
+        self.overrides.apply(headers, &values);
+        if let Some(overrides) = crate::pattern::route_overrides(route.with.as_ref()) {
+            overrides.apply(headers, &values);
         }
         let bad_request = |message: String| {
             graph.event(&self.name, EVENT_FAILED, stream.trace_id, message);

@@ -22,11 +22,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use zilla_engine::{
     handler_binding, Binding, BindingContext, ConfigErrors, Frame, Graph, GuardId, Handler, Reset,
-    Routes, Rx, Session, Stream, Tx,
+    Routes, Rx, Session, Stream, Tx, Values,
 };
 
 use crate::config::{HttpCondition, HttpVersion, HttpWith};
-use crate::pattern::{self, compile_routes, compiled, condition_matches};
+use crate::overrides::Overrides;
+use crate::pattern::{self, compile_routes, condition_captures, condition_matches};
 use crate::HttpFactory;
 use auth::Extractor;
 use cors::Cors;
@@ -68,6 +69,12 @@ pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Bindi
         }
     }
     compile_routes(&cx, &cx.routes, &mut errors);
+    let overrides = Overrides::compile(
+        &cx,
+        "options.overrides",
+        options.overrides.as_ref(),
+        &mut errors,
+    );
 
     let mut auth = None;
     if let Some(authorization) = &options.authorization {
@@ -107,12 +114,6 @@ pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Bindi
         return Err(errors);
     }
 
-    let overrides = options
-        .overrides
-        .iter()
-        .flatten()
-        .map(|(n, v)| (Bytes::from(n.to_ascii_lowercase()), Bytes::from(v.clone())))
-        .collect();
     let server_header = cx
         .properties
         .get(SERVER_HEADER)
@@ -148,7 +149,7 @@ pub(crate) struct Server {
     h2: bool,
     cors: Cors,
     auth: Option<(GuardId, Extractor)>,
-    overrides: Vec<(Bytes, Bytes)>,
+    overrides: Overrides,
     requests: Option<Arc<validate::Requests>>,
     routes: Routes<HttpCondition, HttpWith>,
     pub(crate) max_header_list_size: usize,
@@ -304,12 +305,29 @@ impl Server {
             });
         }
 
-        let route = self.routes.resolve(graph, session.as_deref(), |c| {
-            condition_matches(c, &headers)
-        });
-        let Some((route, exit)) = route.and_then(|r| r.exit.map(|e| (r, e))) else {
+        // Held apart from the headers, which the overrides change: captures borrow from them.
+        let path = headers.get_str(":path").unwrap_or("").to_string();
+        let method = headers.get_str(":method").unwrap_or("").to_string();
+        let request = Values {
+            method: Some(&method),
+            // As Zilla documents for http: the whole :path, query included.
+            path: Some(&path),
+            ..Values::default()
+        };
+        let route = self
+            .routes
+            .resolve_with(graph, session.as_deref(), request, |c| {
+                condition_captures(c, &headers, &path)
+            });
+        let Some((route, exit, params)) =
+            route.and_then(|(r, params)| r.exit.map(|e| (r, e, params)))
+        else {
             let status = if self.auth.is_some() && session.is_none() {
                 unauthorized
+            } else if session.is_some() && self.routes.forbidden(|c| condition_matches(c, &headers))
+            {
+                // Beyond Zilla (404): the path has a route, the session lacks its roles.
+                403
             } else {
                 404
             };
@@ -323,35 +341,14 @@ impl Server {
             None => None,
         };
 
-        for (name, value) in &self.overrides {
-            headers.set(name.clone(), value.clone());
-        }
-        if let Some(overrides) = route
-            .with
-            .as_ref()
-            .and_then(|w| w.headers.as_ref())
-            .and_then(|h| h.overrides.as_ref())
-        {
-            let path = headers.get_str(":path").unwrap_or("").to_string();
-            let params = route
-                .when
-                .iter()
-                .find(|c| condition_matches(c, &headers))
-                .and_then(|c| compiled(c).iter().find(|(n, _)| n == ":path"))
-                .and_then(|(_, p)| p.captures(&path))
-                .unwrap_or_default();
-            let values: Vec<(Bytes, Bytes)> = overrides
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        Bytes::from(n.to_ascii_lowercase()),
-                        Bytes::from(pattern::substitute(v, &params)),
-                    )
-                })
-                .collect();
-            for (n, v) in values {
-                headers.set(n, v);
-            }
+        let values = Values {
+            params: &params,
+            session: session.as_deref(),
+            ..request
+        };
+        self.overrides.apply(&mut headers, &values);
+        if let Some(overrides) = pattern::route_overrides(route.with.as_ref()) {
+            overrides.apply(&mut headers, &values);
         }
 
         match graph.open::<Http>(exit, HttpBegin { headers }, session.clone()) {

@@ -228,6 +228,7 @@ impl Guard for TestGuard {
             identity: Some(Arc::from(credentials)),
             expires_at: expire,
             challenge_at: challenge,
+            attributes: Vec::new(),
             data: Box::new(()),
         }))
     }
@@ -517,8 +518,13 @@ async fn authorization_401_403_and_session() {
             "GET /secure/a HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer mallory\r\n\r\n",
             "HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n",
         ),
+        // A route for the path, but not for this session's roles: 403 (Zilla: 404).
         (
             "GET /admin HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer alice\r\n\r\n",
+            "HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "GET /nowhere HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer alice\r\n\r\n",
             "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n",
         ),
     ] {
