@@ -4,8 +4,12 @@
 //!   every event published from then on (after replaying the ones after its `Last-Event-ID`, if
 //!   they are still in the recent history).
 //! - Each line sent to the input port (default 7001) is a JSON object
-//!   `{"data": <string or any JSON>, "name": "<event type>", "id": "<id>"}` (`name` and `id`
-//!   optional) and is broadcast as one event. The publisher gets `ok` or `error: <why>` back.
+//!   `{"data": <string or any JSON>, "name": "<event type>", "id": "<id>", "path": "<path>"}`
+//!   (`name`, `id` and `path` optional) and is broadcast as one event: to every stream, or with
+//!   `path` only to the streams requested at that path (query aside). The publisher gets `ok` or
+//!   `error: <why>` back.
+//! - Each stream opened is printed with the `x-` headers of its request, so what a gateway in
+//!   front adds (`x-tenant`, `x-user`, ...) can be seen.
 //!
 //! ```sh
 //! zilla-sse-server --sse-port 8001 --input-port 7001
@@ -42,7 +46,15 @@ const HISTORY: usize = 1024;
 #[derive(Debug, Clone)]
 struct Published {
     id: Option<String>,
+    /// Only for streams at this path, if set.
+    path: Option<String>,
     bytes: Bytes,
+}
+
+impl Published {
+    fn for_path(&self, path: &str) -> bool {
+        self.path.as_deref().is_none_or(|p| p == path)
+    }
 }
 
 #[derive(Debug)]
@@ -150,13 +162,14 @@ fn event(line: &str) -> Result<Published, String> {
     };
     let id = text("id");
     let name = text("name");
+    let path = text("path");
     let bytes = sse_codec::encode(&sse_codec::Fields {
         id: id.as_deref().map(str::as_bytes),
         event: name.as_deref().map(str::as_bytes),
         data: Some(data.as_bytes()),
         timestamp: 0,
     });
-    Ok(Published { id, bytes })
+    Ok(Published { id, path, bytes })
 }
 
 async fn publisher(socket: TcpStream, hub: Arc<Hub>) {
@@ -204,18 +217,38 @@ async fn subscriber(mut socket: TcpStream, hub: Arc<Hub>) {
             .await;
         return;
     }
-    let last_id = text.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("last-event-id")
-            .then(|| value.trim().to_string())
-    });
+    let header = |wanted: &str| {
+        text.lines().skip(1).find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case(wanted)
+                .then(|| value.trim().to_string())
+        })
+    };
+    let last_id = header("last-event-id");
+    let target = text.split(' ').nth(1).unwrap_or("/");
+    let path = target.split('?').next().unwrap_or("/").to_string();
+    let identity: Vec<String> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().to_ascii_lowercase().starts_with("x-"))
+        .map(|(n, v)| format!("{}: {}", n.trim().to_ascii_lowercase(), v.trim()))
+        .collect();
+    println!(
+        "zilla-sse-server: stream opened: GET {path} ({})",
+        if identity.is_empty() {
+            "no x- headers".to_string()
+        } else {
+            identity.join(", ")
+        }
+    );
     let (replay, mut rx) = hub.subscribe(last_id.as_deref());
     let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
     if socket.write_all(head).await.is_err() {
         return;
     }
-    for p in replay {
+    for p in replay.iter().filter(|p| p.for_path(&path)) {
         if chunk(&mut socket, &p.bytes).await.is_err() {
             return;
         }
@@ -223,6 +256,7 @@ async fn subscriber(mut socket: TcpStream, hub: Arc<Hub>) {
     loop {
         tokio::select! {
             published = rx.recv() => match published {
+                Ok(p) if !p.for_path(&path) => {}
                 Ok(p) => if chunk(&mut socket, &p.bytes).await.is_err() { return },
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     eprintln!("zilla-sse-server: a slow subscriber missed {n} events");
@@ -255,5 +289,9 @@ mod tests {
         assert_eq!(p.bytes, "data:{\"a\":1}\n\n");
         assert!(event("nope").unwrap_err().starts_with("not JSON"));
         assert_eq!(event(r#"{"id":"1"}"#).unwrap_err(), "missing \"data\"");
+        let p = event(r#"{"data":"x","path":"/tenants/acme/events"}"#).unwrap();
+        assert!(p.for_path("/tenants/acme/events"));
+        assert!(!p.for_path("/tenants/globex/events"));
+        assert!(event(r#"{"data":"x"}"#).unwrap().for_path("/any"));
     }
 }
