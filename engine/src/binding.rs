@@ -14,11 +14,12 @@ use serde::de::DeserializeOwned;
 
 use crate::catalog::CatalogHandle;
 use crate::config::{parse_value, BindingConfig, ConfigError, ConfigErrors};
-use crate::events::{Counter, Events};
+use crate::events::Events;
 use crate::expression::{Template, Values};
 use crate::graph::{Binding, BindingId, Graph};
 use crate::guard::{GuardId, Session};
 use crate::kind::{Kind, Protocols};
+use crate::metrics::{Counter, MetricScope};
 use crate::model::{Model, ModelConfig};
 use crate::plugin::{schema_of, Vault};
 use crate::properties::Properties;
@@ -323,6 +324,9 @@ pub struct BindingContext<F: BindingFactory> {
     pub config_dir: std::path::PathBuf,
     /// The bindings named in [`Generated::links`], resolved.
     pub links: Vec<BindingId>,
+    /// The metrics this binding records: those its namespace's `telemetry.metrics` lists and
+    /// its own `telemetry.metrics` selects.
+    pub metrics: MetricScope,
     generated: Option<Arc<dyn Any + Send + Sync>>,
     plugins: Arc<Plugins>,
 }
@@ -412,12 +416,11 @@ impl<F: BindingFactory> BindingContext<F> {
         &self.plugins.events
     }
 
-    /// Registers the counter `name` with `labels` for this binding (build time only; keep the
-    /// handle and bump it on the stream's path).
-    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
-        self.plugins
-            .counters
-            .register(&self.qualified_name(), name, labels)
+    /// The counter `metric` with `labels` for this binding (build time only; keep the handle
+    /// and bump it on the stream's path). Detached when the binding does not record `metric`
+    /// (see [`MetricScope`]).
+    pub fn counter(&self, metric: &'static str, labels: &[(&str, &str)]) -> Counter {
+        self.metrics.counter(metric, labels)
     }
 
     /// The state [`BindingFactory::generate`] left for this build, if it is a `T`.
@@ -449,6 +452,8 @@ pub(crate) struct RawBinding<'a> {
     pub(crate) plugins: &'a Arc<Plugins>,
     /// What the binding generated, if anything.
     pub(crate) generated: Option<&'a Generated>,
+    /// The metrics it records.
+    pub(crate) metrics: MetricScope,
 }
 
 /// The parts of one binding handed to its descriptor's typed generate.
@@ -578,6 +583,7 @@ fn build_binding<F: BindingFactory>(raw: RawBinding<'_>) -> Result<Box<dyn Bindi
         links,
         generated: raw.generated.and_then(|g| g.state.clone()),
         plugins: raw.plugins.clone(),
+        metrics: raw.metrics,
     })
 }
 

@@ -16,10 +16,13 @@ use crate::config::{
     parse_generated, suggestion, BindingConfig, Config, ConfigError, Diagnostic, Diagnostics,
     NamespaceConfig, PluginConfig,
 };
-use crate::events::{Counters, Events};
-use crate::graph::{BindingId, Graph, Node, Workers, DEFAULT_WINDOW};
+use crate::events::Events;
+use crate::graph::{BindingId, Graph, Node, NodeMeters, Workers, DEFAULT_WINDOW};
 use crate::guard::Guard;
 use crate::kind::Kind;
+use crate::metrics::{
+    metric_descriptor, metric_descriptors, MetricDescriptor, MetricScope, Metrics,
+};
 use crate::model::model_types;
 use crate::plugin::{plugin_types, Exporter, PluginContext, PluginDescriptor, Vault};
 use crate::properties::Properties;
@@ -40,6 +43,8 @@ pub struct BuildEnv {
     pub workers: Workers,
     /// Exporters added by the embedder beside the config's own (`zilla start -l` adds stdout).
     pub exporters: Vec<Arc<dyn Exporter>>,
+    /// The engine's metrics registry: the same across reloads, so counts go on.
+    pub metrics: Metrics,
 }
 
 impl BuildEnv {
@@ -53,6 +58,7 @@ impl BuildEnv {
             shutdown: CancellationToken::new(),
             workers: Workers::default(),
             exporters: Vec::new(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -146,6 +152,100 @@ impl Source<'_> {
     }
 }
 
+/// Where plugins report: events, and the metrics each namespace lists.
+struct Sinks {
+    events: Events,
+    metrics: Metrics,
+    listed: HashMap<String, Vec<&'static MetricDescriptor>>,
+}
+
+/// The metrics each namespace's `telemetry.metrics` lists; an unknown name is an error at its
+/// position.
+fn listed_metrics(
+    config: &Config,
+    sources: &[Source<'_>],
+    diags: &mut Diagnostics,
+) -> HashMap<String, Vec<&'static MetricDescriptor>> {
+    let mut listed = HashMap::new();
+    for src in sources {
+        let mut found = Vec::new();
+        for (i, name) in src.ns.telemetry.metrics.iter().enumerate() {
+            match metric_descriptor(name) {
+                Some(d) => found.push(d),
+                None => {
+                    let known: Vec<&str> = metric_descriptors().iter().map(|d| d.name).collect();
+                    diags.0.push(src.locate(
+                        config,
+                        ConfigError::new(
+                            format!("telemetry.metrics[{i}]"),
+                            format!(
+                                "unknown metric '{name}' (known: {}){}",
+                                known.join(", "),
+                                suggestion(name, known.iter().copied())
+                            ),
+                        ),
+                    ));
+                }
+            }
+        }
+        listed.insert(src.ns.name.clone(), found);
+    }
+    listed
+}
+
+/// The metrics binding `b` records: those its namespace lists that one of the binding's
+/// `telemetry.metrics` regular expressions matches in full (Zilla's rule), labelled with its
+/// `telemetry.attributes`.
+fn binding_scope(
+    sinks: &Sinks,
+    (namespace, name): (&str, &str),
+    b: &BindingConfig,
+) -> Result<MetricScope, Vec<ConfigError>> {
+    let listed = sinks.listed.get(namespace).cloned().unwrap_or_default();
+    let mut errors = Vec::new();
+    let mut selected = Vec::new();
+    let mut labels = Vec::new();
+    if let Some(t) = &b.telemetry {
+        let mut patterns = Vec::new();
+        for (i, p) in t.metrics.iter().enumerate() {
+            match regex::Regex::new(&format!("^(?:{p})$")) {
+                Ok(re) => patterns.push(re),
+                Err(e) => errors.push(ConfigError::new(
+                    format!("bindings.{name}.telemetry.metrics[{i}]"),
+                    format!(
+                        "'{p}' is not a regular expression ({}); write one that matches metric names, e.g. stream.* or http.*",
+                        e.to_string().lines().last().unwrap_or_default().trim_start_matches("error: ")
+                    ),
+                )),
+            }
+        }
+        selected = listed
+            .into_iter()
+            .filter(|d| patterns.iter().any(|re| re.is_match(d.name)))
+            .collect();
+        for (label, value) in &t.attributes {
+            if value.contains("${") {
+                tracing::warn!(
+                    binding = %format!("{namespace}:{name}"),
+                    label,
+                    "telemetry attribute values with expressions are not rendered; the label is left out"
+                );
+            } else {
+                labels.push((label.clone(), value.clone()));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(MetricScope::new(
+        sinks.metrics.clone(),
+        (namespace, "binding", name),
+        selected,
+        labels,
+    ))
+}
+
 /// Builds one section of named plugins (`guards`, `vaults`, ...) into `out`. `vaults` is given
 /// for sections whose entries may name a vault (catalogs).
 #[allow(clippy::too_many_arguments)]
@@ -153,8 +253,8 @@ fn build_plugins<T: ?Sized + 'static>(
     (config, sources): (&Config, &[Source<'_>]),
     section: &str,
     select: impl Fn(&NamespaceConfig) -> &indexmap::IndexMap<String, PluginConfig>,
-    what: &str,
-    (env, sinks): (&BuildEnv, &(Events, Counters)),
+    what: &'static str,
+    (env, sinks): (&BuildEnv, &Sinks),
     vaults: Option<&Named<dyn Vault>>,
     out: &mut Named<T>,
     diags: &mut Diagnostics,
@@ -216,8 +316,19 @@ fn build_plugins<T: ?Sized + 'static>(
                 properties: env.properties.clone(),
                 config_dir: env.config_dir.clone(),
                 vault,
-                events: sinks.0.clone(),
-                counters: sinks.1.clone(),
+                events: sinks.events.clone(),
+                metrics: MetricScope::new(
+                    sinks.metrics.clone(),
+                    (&ns.name, what, name),
+                    sinks.listed.get(&ns.name).cloned().unwrap_or_default(),
+                    Vec::new(),
+                ),
+                attributes: ns
+                    .telemetry
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             };
             match d.build(&cx, pc.options.clone()) {
                 Ok(p) => {
@@ -320,8 +431,13 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
         })
         .collect();
     let cf = (config, &file[..]);
+    let listed = listed_metrics(config, &file, d);
     // Exporters first: every other plugin may report events while it builds or runs.
-    let none = (Events::default(), Counters::default());
+    let none = Sinks {
+        events: Events::default(),
+        metrics: env.metrics.clone(),
+        listed: listed.clone(),
+    };
     let mut exporters = Named::default();
     build_plugins::<dyn Exporter>(
         cf,
@@ -335,7 +451,12 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
     );
     let mut all = exporters.handles;
     all.extend(env.exporters.iter().cloned());
-    let sinks = (Events::new(all), Counters::default());
+    let attached = all.clone();
+    let sinks = Sinks {
+        events: Events::new(all),
+        metrics: env.metrics.clone(),
+        listed,
+    };
     let s = &sinks;
     let mut plugins = Plugins {
         guards: Named::default(),
@@ -343,8 +464,7 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
         catalogs: Named::default(),
         properties: env.properties.clone(),
         config_dir: env.config_dir.clone(),
-        events: sinks.0.clone(),
-        counters: sinks.1.clone(),
+        events: sinks.events.clone(),
     };
     build_plugins::<dyn Guard>(
         cf,
@@ -464,6 +584,16 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
         let Some(info) = &bindings.infos[i] else {
             continue;
         };
+        let metrics = match binding_scope(s, (&src.ns.name, name), b) {
+            Ok(m) => m,
+            Err(es) => {
+                diags
+                    .0
+                    .extend(es.into_iter().map(|e| src.locate(config, e)));
+                continue;
+            }
+        };
+        let meters = NodeMeters::new(&metrics);
         let raw = RawBinding {
             id: BindingId(i),
             namespace: &src.ns.name,
@@ -473,6 +603,7 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
             exits: &bindings,
             plugins: &plugins,
             generated: generated.get(i).and_then(Option::as_ref),
+            metrics,
         };
         match (info.descriptor.build)(raw) {
             Ok(binding) => {
@@ -483,6 +614,7 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
                     kind: info.kind,
                     binding,
                     handler,
+                    meters,
                 });
             }
             Err(es) => diags
@@ -498,8 +630,9 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
         guards: plugins.guards.handles.clone(),
         vaults: plugins.vaults.handles.clone(),
         catalogs: plugins.catalogs.handles.clone(),
-        events: sinks.0,
-        counters: sinks.1,
+        events: sinks.events,
+        metrics: sinks.metrics,
+        exporters: attached,
         window: env
             .properties
             .usize("zilla.engine.stream.window", DEFAULT_WINDOW),

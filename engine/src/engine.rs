@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::build::{build, BuildEnv};
 use crate::config::{Config, Diagnostic, Diagnostics};
 use crate::graph::{AttachError, Graph, Workers};
+use crate::metrics::Metrics;
 use crate::plugin::Exporter;
 use crate::properties::Properties;
 
@@ -56,7 +57,10 @@ pub struct Engine {
     shutdown: CancellationToken,
     workers: Workers,
     exporters: Vec<Arc<dyn Exporter>>,
+    metrics: Metrics,
     current: Mutex<Option<(Arc<Graph>, String)>>,
+    /// The text of the last config that failed to reload, not retried until it changes.
+    rejected: Mutex<Option<String>>,
 }
 
 /// What a successful load produced, for `-v` output (a [`Engine::validate`] has no endpoints).
@@ -93,7 +97,9 @@ impl Engine {
             shutdown: CancellationToken::new(),
             workers,
             exporters,
+            metrics: Metrics::default(),
             current: Mutex::new(None),
+            rejected: Mutex::new(None),
         })
     }
 
@@ -105,6 +111,11 @@ impl Engine {
     /// Properties.
     pub fn properties(&self) -> &Properties {
         &self.properties
+    }
+
+    /// The metrics every graph of this engine records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     fn read(&self) -> Result<String, Diagnostics> {
@@ -134,6 +145,7 @@ impl Engine {
             shutdown: self.shutdown.clone(),
             workers: self.workers.clone(),
             exporters: self.exporters.clone(),
+            metrics: self.metrics.clone(),
         };
         let graph = build(&config, &env)?;
         Ok((config, graph))
@@ -188,17 +200,45 @@ impl Engine {
     /// connection is refused in between), then the old one detaches. Open streams are not
     /// touched. An invalid or failing config leaves the running one serving.
     pub fn reload(&self) -> Reload {
+        let old = self.lock().clone();
+        let failed = |why: String| {
+            if let Some((g, _)) = &old {
+                g.event(
+                    "sys",
+                    "ENGINE_CONFIG_WATCHER_FAILED",
+                    0,
+                    format!("Config not reloaded: {why}; the running config keeps serving."),
+                );
+            }
+        };
         let raw = match self.read() {
             Ok(r) => r,
-            Err(d) => return Reload::Invalid(d),
+            Err(d) => {
+                failed(d.to_string());
+                return Reload::Invalid(d);
+            }
         };
-        let old = self.lock().clone();
         if old.as_ref().is_some_and(|(_, text)| *text == raw) {
             return Reload::Unchanged;
         }
+        {
+            let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+            if rejected.as_deref() == Some(raw.as_str()) {
+                return Reload::Unchanged;
+            }
+            *rejected = None;
+        }
         let (config, graph) = match self.build(&raw) {
             Ok(x) => x,
-            Err(d) => return Reload::Invalid(d),
+            Err(d) => {
+                *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = Some(raw.clone());
+                let errors = d.0.len();
+                failed(format!(
+                    "{errors} error(s), the first: {}",
+                    d.0.first().map(ToString::to_string).unwrap_or_default()
+                ));
+                return Reload::Invalid(d);
+            }
         };
         match graph.attach() {
             Ok(endpoints) => {
@@ -215,6 +255,7 @@ impl Engine {
                 Reload::Applied(endpoints)
             }
             Err(e) => {
+                failed(e.to_string());
                 // Don't retry the same text until it changes again.
                 if let Some((g, _)) = old {
                     *self.lock() = Some((g, raw));

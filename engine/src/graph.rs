@@ -16,12 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::catalog::Catalog;
-use crate::events::{Counters, Events};
+use crate::events::Events;
 use crate::guard::{Guard, GuardId, Session};
 use crate::kind::Kind;
-use crate::plugin::{Vault, VaultId};
+use crate::meter::{stream_meters, NodeMeters as Meters};
+use crate::metrics::Metrics;
+use crate::plugin::{Exporter, Vault, VaultId};
 use crate::properties::Properties;
-use crate::stream::{direction, Protocol, Reset, Rx, Tx};
+use crate::stream::{metered_direction, Protocol, Reset, Rx, Tx};
 
 /// Index of a binding in its graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,7 +38,12 @@ pub(crate) struct Node {
     pub(crate) kind: Kind,
     pub(crate) binding: Box<dyn Binding>,
     pub(crate) handler: Option<AnyHandler>,
+    /// The `stream.*` metrics it records.
+    pub(crate) meters: NodeMeters,
 }
+
+/// The `stream.*` metrics of one binding.
+pub(crate) type NodeMeters = Meters;
 
 /// The built bindings and plugins of one config.
 pub struct Graph {
@@ -45,7 +52,9 @@ pub struct Graph {
     pub(crate) vaults: Vec<Arc<dyn Vault>>,
     pub(crate) catalogs: Vec<Arc<dyn Catalog>>,
     pub(crate) events: Events,
-    pub(crate) counters: Counters,
+    pub(crate) metrics: Metrics,
+    /// Every exporter (attached and detached with the graph).
+    pub(crate) exporters: Vec<Arc<dyn Exporter>>,
     pub(crate) window: usize,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -69,10 +78,33 @@ impl fmt::Debug for Graph {
 static TRACE_IDS: AtomicU64 = AtomicU64::new(1);
 
 impl Graph {
-    /// Opens a stream of protocol `P` to binding `exit`: returns the opener's halves (write the
-    /// initial direction, read the reply), or the reset if the binding refused it.
+    /// Opens a stream of protocol `P` to binding `exit` from outside the graph (tests, tools):
+    /// as [`Graph::open_from`], without an opener to count it for.
     pub fn open<P: Protocol>(
         self: &Arc<Self>,
+        exit: BindingId,
+        begin: P::Begin,
+        session: Option<Arc<Session>>,
+    ) -> Result<(Tx<P>, Rx<P>), Reset<P>> {
+        self.open_stream(None, exit, begin, session)
+    }
+
+    /// Opens a stream of protocol `P` from binding `from` to binding `exit`: returns the
+    /// opener's halves (write the initial direction, read the reply), or the reset if the
+    /// binding refused it. The `stream.*` metrics of both are counted on its pipes.
+    pub fn open_from<P: Protocol>(
+        self: &Arc<Self>,
+        from: BindingId,
+        exit: BindingId,
+        begin: P::Begin,
+        session: Option<Arc<Session>>,
+    ) -> Result<(Tx<P>, Rx<P>), Reset<P>> {
+        self.open_stream(Some(from), exit, begin, session)
+    }
+
+    fn open_stream<P: Protocol>(
+        self: &Arc<Self>,
+        from: Option<BindingId>,
         exit: BindingId,
         begin: P::Begin,
         session: Option<Arc<Session>>,
@@ -83,9 +115,14 @@ impl Graph {
             .as_ref()
             .and_then(AnyHandler::get::<P>)
             .ok_or(Reset(None))?;
-        let (initial_tx, initial_rx) = direction::<P>(self.window);
-        let (reply_tx, reply_rx) = direction::<P>(self.window);
+        let opener = from.and_then(|f| self.nodes.get(f.0)).map(|n| &n.meters);
+        let (initial, reply) = match stream_meters(opener, &node.meters) {
+            Some((i, r)) => (Some(i), Some(r)),
+            None => (None, None),
+        };
         let trace_id = TRACE_IDS.fetch_add(1, Ordering::Relaxed);
+        let (initial_tx, initial_rx) = metered_direction::<P>(self.window, initial, trace_id);
+        let (reply_tx, reply_rx) = metered_direction::<P>(self.window, reply, trace_id);
         tracing::debug!(binding = %node.name, trace_id, protocol = P::NAME, "stream opened");
         handler.open(
             self,
@@ -146,6 +183,11 @@ impl Graph {
         self.guards[id.0].as_ref()
     }
 
+    /// The guard with id `id`, to keep beyond a borrow of the graph.
+    pub fn guard_handle(&self, id: GuardId) -> Arc<dyn Guard> {
+        self.guards[id.0].clone()
+    }
+
     /// The vault with id `id`.
     pub fn vault(&self, id: VaultId) -> &Arc<dyn Vault> {
         &self.vaults[id.0]
@@ -186,9 +228,9 @@ impl Graph {
         &self.events
     }
 
-    /// The counters its bindings and plugins registered.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// The engine's metrics registry (the same across reloads).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Starts every binding that listens. On failure, bindings already started are stopped.
@@ -206,11 +248,30 @@ impl Graph {
                 }
             }
         }
+        for (i, x) in self.exporters.iter().enumerate() {
+            match x.attach(&self.metrics) {
+                Ok(eps) => endpoints.extend(eps.into_iter().map(|e| ("telemetry".to_string(), e))),
+                Err(e) => {
+                    for x in &self.exporters[..i] {
+                        x.detach();
+                    }
+                    self.detach_bindings();
+                    return Err(e);
+                }
+            }
+        }
         Ok(endpoints)
     }
 
-    /// Stops every listening binding; open streams continue.
+    /// Stops every listening binding and exporter; open streams continue.
     pub fn detach(&self) {
+        self.detach_bindings();
+        for x in &self.exporters {
+            x.detach();
+        }
+    }
+
+    fn detach_bindings(&self) {
         for n in &self.nodes {
             n.binding.detach();
         }

@@ -54,4 +54,10 @@ pub trait Guard: Send + Sync + fmt::Debug + 'static {
 
     /// True if `session` (issued by this guard) holds every one of `roles`.
     fn verify(&self, session: &Session, roles: &[String]) -> bool;
+
+    /// A client holding `session` was challenged for fresh credentials (for the guard's
+    /// metrics).
+    fn challenged(&self, session: &Session) {
+        let _ = session;
+    }
 }

@@ -16,6 +16,8 @@ mod expression;
 mod graph;
 mod guard;
 mod kind;
+mod meter;
+mod metrics;
 mod model;
 mod pattern;
 mod plugin;
@@ -33,7 +35,7 @@ pub use build::{build, registered, BuildEnv, Registered};
 pub use catalog::{Catalog, CatalogHandle, CatalogId, LocalSchemas, SchemaRef, SchemaSelector};
 pub use config::{ConfigError, ConfigErrors};
 pub use engine::{Engine, Reload, StartError, Started};
-pub use events::{Counter, CounterEntry, Counters, Events};
+pub use events::Events;
 pub use expression::{Template, Values};
 pub use graph::{
     handler_binding, AnyHandler, AttachError, Binding, BindingId, Graph, Handler, Stream, Workers,
@@ -41,6 +43,11 @@ pub use graph::{
 };
 pub use guard::{Guard, GuardId, Session};
 pub use kind::{Kind, Protocols};
+pub use metrics::{
+    histogram_bound, metric_descriptor, metric_descriptors, Counter, Gauge, Histogram,
+    HistogramSnapshot, Instrument, MetricDescriptor, MetricEntry, MetricKind, MetricScope,
+    MetricUnit, Metrics, HISTOGRAM_BUCKETS,
+};
 pub use model::{
     model_types, CompiledSchema, Invalid, Model, ModelConfig, ModelContext, ModelDescriptor,
     ModelFactory, Why,

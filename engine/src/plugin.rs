@@ -16,8 +16,10 @@ use serde_yaml::Value;
 
 use crate::catalog::Catalog;
 use crate::config::{parse_value, ConfigError, ConfigErrors};
-use crate::events::{Counters, Events};
+use crate::events::Events;
+use crate::graph::AttachError;
 use crate::guard::{Guard, GuardId};
+use crate::metrics::{MetricScope, Metrics};
 use crate::properties::Properties;
 
 /// Index of a vault in the graph.
@@ -41,8 +43,10 @@ pub struct PluginContext {
     pub vault: Option<Arc<dyn Vault>>,
     /// Where the plugin reports events (a registry that stopped answering).
     pub events: Events,
-    /// Where the plugin registers its counters.
-    pub counters: Counters,
+    /// The metrics the plugin records (those its namespace's `telemetry.metrics` lists).
+    pub metrics: MetricScope,
+    /// The namespace's `telemetry.attributes` (exporters send them with what they export).
+    pub attributes: Vec<(String, String)>,
 }
 
 impl PluginContext {
@@ -174,10 +178,22 @@ pub struct Event {
     pub time: std::time::SystemTime,
 }
 
-/// An exporter: where events (and later metrics) go.
+/// An exporter: where events and metrics go.
 pub trait Exporter: Send + Sync + fmt::Debug + 'static {
-    /// Receives one event.
-    fn event(&self, event: &Event);
+    /// Receives one event (exporters of metrics only ignore it).
+    fn event(&self, event: &Event) {
+        let _ = event;
+    }
+
+    /// Starts serving or sending `metrics` once the graph is attached (a prometheus endpoint
+    /// listens, an otlp exporter starts its timer). Returns the endpoints it listens on.
+    fn attach(&self, metrics: &Metrics) -> Result<Vec<String>, AttachError> {
+        let _ = metrics;
+        Ok(Vec::new())
+    }
+
+    /// Stops what [`Exporter::attach`] started (on reload, after the new graph attached).
+    fn detach(&self) {}
 }
 
 /// A registered guard type.

@@ -9,7 +9,7 @@ use serde_yaml::{Mapping, Value};
 
 use crate::catalog::{Catalog, CatalogHandle, CatalogId, SchemaRef, SchemaSelector};
 use crate::config::{parse_value, suggestion, ConfigError};
-use crate::events::{Counters, Events};
+use crate::events::Events;
 use crate::guard::{Guard, GuardId};
 use crate::model::{model_types, CatalogEntryConfig, Model, ModelConfig, ModelContext};
 use crate::plugin::Vault;
@@ -80,7 +80,6 @@ pub(crate) struct Plugins {
     pub(crate) properties: Arc<Properties>,
     pub(crate) config_dir: PathBuf,
     pub(crate) events: Events,
-    pub(crate) counters: Counters,
 }
 
 impl std::fmt::Debug for Plugins {

@@ -80,7 +80,11 @@ pub fn schema() -> Value {
                 "type": "object",
                 "properties": {
                     "attributes": { "type": "object", "additionalProperties": { "type": "string" } },
-                    "metrics": { "type": "array", "items": { "type": "string" }, "uniqueItems": true },
+                    "metrics": {
+                        "type": "array",
+                        "items": { "enum": crate::metrics::metric_descriptors().iter().map(|d| d.name).collect::<Vec<_>>() },
+                        "uniqueItems": true
+                    },
                     "exporters": named_map(exporters)
                 },
                 "additionalProperties": false

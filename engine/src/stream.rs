@@ -20,6 +20,8 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+use crate::meter::PipeMeter;
+
 /// A protocol spoken on a stream edge: the typed extensions its frames carry.
 ///
 /// Protocols are defined in small shared crates (`proto-tcp`, ...), never in the engine; the
@@ -207,6 +209,10 @@ struct State<P: Protocol> {
 struct Pipe<P: Protocol> {
     state: Mutex<State<P>>,
     window: usize,
+    /// Stream metrics, when the bindings at either end record them.
+    meter: Option<PipeMeter>,
+    /// The stream's trace id (0 for a direction made outside a graph).
+    trace_id: u64,
 }
 
 impl<P: Protocol> Pipe<P> {
@@ -219,6 +225,15 @@ impl<P: Protocol> Pipe<P> {
 
 /// Creates one direction with `window` bytes of credit.
 pub fn direction<P: Protocol>(window: usize) -> (Tx<P>, Rx<P>) {
+    metered_direction(window, None, 0)
+}
+
+/// Creates one direction with `window` bytes of credit, counting what `meter` counts.
+pub(crate) fn metered_direction<P: Protocol>(
+    window: usize,
+    meter: Option<PipeMeter>,
+    trace_id: u64,
+) -> (Tx<P>, Rx<P>) {
     let pipe = Arc::new(Pipe {
         state: Mutex::new(State {
             head: None,
@@ -231,6 +246,8 @@ pub fn direction<P: Protocol>(window: usize) -> (Tx<P>, Rx<P>) {
             challenges: VecDeque::new(),
         }),
         window: window.max(1),
+        meter,
+        trace_id,
     });
     (
         Tx {
@@ -257,6 +274,11 @@ impl<P: Protocol> fmt::Debug for Tx<P> {
 }
 
 impl<P: Protocol> Tx<P> {
+    /// The trace id of the stream this direction belongs to, for events about it.
+    pub fn trace_id(&self) -> u64 {
+        self.pipe.trace_id
+    }
+
     /// Polls for credit: ready when the direction has room for another frame, or with the
     /// reset if the reader refused the direction.
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Reset<P>>> {
@@ -283,6 +305,9 @@ impl<P: Protocol> Tx<P> {
             return Err(Reset(None));
         }
         let terminal = frame.is_terminal();
+        if let Some(m) = &self.pipe.meter {
+            meter(m, &frame);
+        }
         let waker = {
             let mut s = self.pipe.lock();
             if s.reset {
@@ -317,6 +342,9 @@ impl<P: Protocol> Tx<P> {
             }
             for frame in frames {
                 terminal |= frame.is_terminal();
+                if let Some(m) = &self.pipe.meter {
+                    meter(m, &frame);
+                }
                 s.charged += frame.cost();
                 if s.head.is_none() && s.queue.is_empty() {
                     s.head = Some(frame);
@@ -496,6 +524,9 @@ impl<P: Protocol> Rx<P> {
             return;
         }
         self.done = true;
+        if let Some(m) = &self.pipe.meter {
+            m.failed();
+        }
         let (dropped, waker) = {
             let mut s = self.pipe.lock();
             s.reset = true;
@@ -536,6 +567,15 @@ impl<P: Protocol> Rx<P> {
 impl<P: Protocol> Drop for Rx<P> {
     fn drop(&mut self) {
         self.refuse(None);
+    }
+}
+
+/// Counts a frame written on a metered direction.
+fn meter<P: Protocol>(m: &PipeMeter, frame: &Frame<P>) {
+    match frame {
+        Frame::Data(d) => m.data(d.payload.as_ref().map_or(0, Bytes::len)),
+        Frame::Abort(_) => m.failed(),
+        _ => {}
     }
 }
 

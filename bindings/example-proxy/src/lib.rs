@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use proto_tcp::Tcp;
 use zilla_engine::{
-    handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigErrors,
-    Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Stream, Tx,
+    handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, BindingId,
+    ConfigErrors, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Stream, Tx,
 };
 
 /// The `example-proxy` binding type.
@@ -41,12 +41,15 @@ impl BindingFactory for ExampleProxyFactory {
     fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
         cx.require_exit()?;
         Ok(handler_binding::<Tcp, _>(Arc::new(Relay {
+            id: cx.id,
             routes: cx.routes,
         })))
     }
 }
 
 struct Relay {
+    /// This binding, the opener of the next hop (its `stream.*` metrics count it).
+    id: BindingId,
     routes: Routes<Nothing, Nothing>,
 }
 
@@ -60,7 +63,7 @@ impl Handler<Tcp> for Relay {
         // Open the next hop before taking the stream: if it refuses, the opener sees that
         // refusal as this binding's own (`?` hands the reset back).
         let (next_tx, next_rx) =
-            graph.open::<Tcp>(exit, stream.begin.clone(), stream.session.clone())?;
+            graph.open_from::<Tcp>(self.id, exit, stream.begin.clone(), stream.session.clone())?;
         let (rx, tx, _) = stream.into_halves();
         graph.spawn(async move {
             tokio::join!(relay(rx, next_tx), relay(next_rx, tx));

@@ -39,9 +39,9 @@ use proto_filesystem::{
 };
 use proto_http::{Headers, Http, HttpBegin, HttpReset};
 use zilla_engine::{
-    handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigError,
-    ConfigErrors, Data, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Stream,
-    Tx,
+    handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, BindingId,
+    ConfigError, ConfigErrors, Data, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset,
+    Routes, Rx, Stream, Tx,
 };
 
 mod config;
@@ -110,6 +110,7 @@ impl BindingFactory for HttpFilesystemFactory {
             return Err(errors);
         }
         Ok(handler_binding::<Http, _>(Arc::new(ProxyHandler {
+            id: cx.id,
             name: cx.qualified_name(),
             routes: cx.routes,
         })))
@@ -117,6 +118,7 @@ impl BindingFactory for HttpFilesystemFactory {
 }
 
 struct ProxyHandler {
+    id: BindingId,
     name: String,
     routes: Routes<HttpFilesystemCondition, HttpFilesystemWith>,
 }
@@ -161,7 +163,8 @@ impl Handler<Http> for ProxyHandler {
             if_none_match: headers.get_str("if-none-match").map(str::to_string),
         };
         let (fs_tx, fs_rx) = graph
-            .open::<Filesystem>(
+            .open_from::<Filesystem>(
+                self.id,
                 exit,
                 FilesystemBegin::Request(request),
                 stream.session.clone(),

@@ -4,6 +4,7 @@
 
 mod client;
 mod config;
+mod metrics;
 mod overrides;
 mod pattern;
 mod server;

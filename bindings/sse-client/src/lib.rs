@@ -18,10 +18,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use proto_http::{Headers, Http, HttpBegin, HttpReset};
 use proto_sse::config::{SseCondition, SseOptions};
+use proto_sse::metrics::{Dropped, SseMetrics};
 use proto_sse::{Sse, SseBegin, SseEvent};
 use sse_codec::{Event, Parser};
 use zilla_engine::{
-    flags, handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory,
+    flags, handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, BindingId,
     ConfigErrors, Data, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Signal,
     Stream, Tx, Values,
 };
@@ -53,7 +54,9 @@ impl BindingFactory for SseClientFactory {
             .properties
             .usize("zilla.binding.sse.maximum.event.size", MAX_EVENT);
         Ok(handler_binding::<Sse, _>(Arc::new(Inner {
+            id: cx.id,
             name: cx.qualified_name(),
+            metrics: SseMetrics::new(&cx.metrics),
             routes: cx.routes,
             max_event,
         })))
@@ -61,7 +64,9 @@ impl BindingFactory for SseClientFactory {
 }
 
 struct Inner {
+    id: BindingId,
     name: String,
+    metrics: SseMetrics,
     routes: Routes<SseCondition, Nothing>,
     max_event: usize,
 }
@@ -98,12 +103,20 @@ impl Handler<Sse> for Inner {
             return Err(Reset(None));
         };
         let (http_tx, http_rx) = graph
-            .open::<Http>(exit, request(&stream.begin), stream.session.clone())
+            .open_from::<Http>(
+                self.id,
+                exit,
+                request(&stream.begin),
+                stream.session.clone(),
+            )
             .map_err(Reset::relay)?;
-        let name = self.name.clone();
-        let max_event = self.max_event;
-        let batch = stream.begin.batch;
-        graph.spawn(run(stream, http_tx, http_rx, name, max_event, batch));
+        let settings = RunSettings {
+            name: self.name.clone(),
+            max_event: self.max_event,
+            batch: stream.begin.batch,
+            metrics: self.metrics.clone(),
+        };
+        graph.spawn(run(stream, http_tx, http_rx, settings));
         Ok(())
     }
 }
@@ -139,14 +152,22 @@ fn unacceptable(reply: &HttpBegin) -> Option<(u16, String)> {
     None
 }
 
-async fn run(
-    stream: Stream<Sse>,
-    http_tx: Tx<Http>,
-    mut http_rx: Rx<Http>,
+/// What one stream's task needs of its binding.
+struct RunSettings {
     name: String,
     max_event: usize,
+    /// The opener takes events as framed upstream, several per frame.
     batch: bool,
-) {
+    metrics: SseMetrics,
+}
+
+async fn run(stream: Stream<Sse>, http_tx: Tx<Http>, mut http_rx: Rx<Http>, settings: RunSettings) {
+    let RunSettings {
+        name,
+        max_event,
+        batch,
+        metrics,
+    } = settings;
     let (mut app_rx, mut app_tx, trace_id) = stream.into_halves();
     // A GET has no body: end the request now.
     http_tx.end(None);
@@ -184,14 +205,22 @@ async fn run(
         tokio::select! {
             frame = http_rx.recv() => match frame {
                 Some(Frame::Data(Data { payload: Some(chunk), .. })) => {
+                    let read_at = Some(std::time::Instant::now());
                     let dropped = parser.dropped();
                     parser.feed_raw(chunk.clone(), &mut |e, raw| events.push((e, raw)));
                     if parser.dropped() > dropped {
+                        metrics.dropped(Dropped::TooLarge, parser.dropped() - dropped);
                         tracing::warn!(binding = %name, trace_id, dropped = parser.dropped(),
                             "event larger than zilla.binding.sse.maximum.event.size dropped");
                     }
-                    frames(&mut events, &chunk, batch, &mut ready);
+                    metrics.received.add(events.len() as u64);
+                    frames(&mut events, &chunk, (batch, read_at), &mut ready);
                     for frame in ready.drain(..) {
+                        let n = match &frame {
+                            Frame::Data(d) => d.meta.events(),
+                            _ => 0,
+                        };
+                        metrics.sent.add(n);
                         // Waits for credit: a slow client stops this read, and so the upstream.
                         if app_tx.send(frame).await.is_err() {
                             return;
@@ -224,13 +253,15 @@ async fn run(
 fn frames(
     events: &mut Vec<(Event, Option<Bytes>)>,
     chunk: &Bytes,
-    batch: bool,
+    (batch, read_at): (bool, Option<std::time::Instant>),
     out: &mut Vec<Frame<Sse>>,
 ) {
-    let mut run: Option<(usize, usize, Option<Bytes>)> = None; // (from, to) in chunk, last id
+    // (from, to) in chunk, last id, number of events
+    let mut run: Option<(usize, usize, Option<Bytes>, u32)> = None;
     let base = chunk.as_ptr() as usize;
-    let flush = |run: &mut Option<(usize, usize, Option<Bytes>)>, out: &mut Vec<Frame<Sse>>| {
-        if let Some((from, to, id)) = run.take() {
+    let flush = |run: &mut Option<(usize, usize, Option<Bytes>, u32)>,
+                 out: &mut Vec<Frame<Sse>>| {
+        if let Some((from, to, id, n)) = run.take() {
             out.push(Frame::Data(Data {
                 flags: flags::COMPLETE,
                 payload: Some(chunk.slice(from..to)),
@@ -238,7 +269,8 @@ fn frames(
                     id,
                     event: None,
                     timestamp: 0,
-                    batch: true,
+                    batch: n,
+                    read_at,
                 },
             }));
         }
@@ -250,15 +282,16 @@ fn frames(
             (from + raw.len() <= chunk.len()).then_some((from, from + raw.len()))
         });
         match (span, &mut run) {
-            (Some((from, to)), Some((_, end, last))) if *end == from => {
+            (Some((from, to)), Some((_, end, last, n))) if *end == from => {
                 *end = to;
+                *n += 1;
                 if e.id.is_some() {
                     *last = e.id;
                 }
             }
             (Some((from, to)), _) => {
                 flush(&mut run, out);
-                run = Some((from, to, e.id));
+                run = Some((from, to, e.id, 1));
             }
             (None, _) => {
                 flush(&mut run, out);
@@ -269,7 +302,8 @@ fn frames(
                         id: e.id,
                         event: e.event,
                         timestamp: 0,
-                        batch: false,
+                        batch: 0,
+                        read_at,
                     },
                 }));
             }

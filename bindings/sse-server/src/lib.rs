@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use proto_http::{Http, HttpReset};
 use proto_sse::config::{SseCondition, SseOptions};
+use proto_sse::metrics::SseMetrics;
 use proto_sse::Sse;
 use zilla_engine::{
-    handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, ConfigErrors,
-    Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Stream, Values,
+    handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, BindingId,
+    ConfigErrors, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Stream, Values,
 };
 
 /// The `sse` binding type, server kind.
@@ -70,8 +71,10 @@ impl BindingFactory for SseServerFactory {
                 Duration::from_secs(30),
             ),
             rules,
+            metrics: SseMetrics::new(&cx.metrics),
         };
         Ok(handler_binding::<Http, _>(Arc::new(Inner {
+            id: cx.id,
             name: cx.qualified_name(),
             routes: cx.routes,
             settings: Arc::new(settings),
@@ -80,6 +83,7 @@ impl BindingFactory for SseServerFactory {
 }
 
 struct Inner {
+    id: BindingId,
     name: String,
     routes: Routes<SseCondition, Nothing>,
     settings: Arc<stream::Settings>,
@@ -118,7 +122,7 @@ impl Handler<Http> for Inner {
         // once: the stream writes them without encoding each again.
         begin.batch = rule.is_none() && !timestamps;
         let (app_tx, app_rx) = graph
-            .open::<Sse>(exit, begin, stream.session.clone())
+            .open_from::<Sse>(self.id, exit, begin, stream.session.clone())
             .map_err(Reset::relay)?;
         let settings = self.settings.clone();
         let graph2 = graph.clone();

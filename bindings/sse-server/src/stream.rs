@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use proto_http::{Headers, Http, HttpBegin, HttpChallenge, HttpReset};
+use proto_sse::metrics::{Dropped, SseMetrics};
 use proto_sse::{Sse, SseEvent};
 use sse_codec::{encode, Fields};
 use tokio::time::{sleep_until, Instant};
-use zilla_engine::{Data, Frame, Graph, Reset, Rx, Signal, Stream, Tx};
+use zilla_engine::{Data, Frame, Gauge, Graph, Reset, Rx, Signal, Stream, Tx};
 
 use crate::validate::{Rule, Rules};
 
@@ -41,6 +42,7 @@ pub(crate) struct Settings {
     pub(crate) slow_client: SlowClient,
     pub(crate) slow_client_timeout: Duration,
     pub(crate) rules: Rules,
+    pub(crate) metrics: SseMetrics,
 }
 
 /// What was decided for one stream when it opened.
@@ -106,7 +108,11 @@ pub(crate) async fn run(
     let idle = settings.idle;
     let mut last_write = Instant::now();
     let mut blocked_since: Option<Instant> = None;
-    let mut pending: Option<Bytes> = None;
+    // The next write towards the client: its bytes, how many events, when they were read.
+    let mut pending: Option<(Bytes, u64, Option<std::time::Instant>)> = None;
+    let metrics = &settings.metrics;
+    metrics.streams.inc();
+    let _open = Decrement(&metrics.streams);
     let timer = sleep_until(next_wake(last_write, idle, blocked_since, &settings));
     tokio::pin!(timer);
     let shutdown = graph.shutdown().clone();
@@ -114,12 +120,15 @@ pub(crate) async fn run(
     tokio::pin!(cancelled);
 
     let stop = loop {
-        if let Some(bytes) = pending.take() {
+        if let Some((bytes, n, read_at)) = pending.take() {
             // Credit is checked without waiting; only a stream that has to wait records it.
             let now =
                 std::future::poll_fn(|cx| std::task::Poll::Ready(http_tx.poll_ready(cx))).await;
             match now {
                 std::task::Poll::Ready(Ok(())) => {
+                    // Counted as handed on, before the client can see it.
+                    metrics.sent.add(n);
+                    metrics.written(read_at);
                     if http_tx.push(data(bytes)).is_err() {
                         break Stop::ClientGone;
                     }
@@ -128,7 +137,7 @@ pub(crate) async fn run(
                 }
                 std::task::Poll::Ready(Err(_)) => break Stop::ClientGone,
                 std::task::Poll::Pending => {
-                    pending = Some(bytes);
+                    pending = Some((bytes, n, read_at));
                     if blocked_since.is_none() {
                         let since = Instant::now();
                         blocked_since = Some(since);
@@ -144,6 +153,7 @@ pub(crate) async fn run(
         tokio::select! {
             frame = app_rx.recv(), if !waiting => match frame {
                 Some(Frame::Data(mut d)) => {
+                    metrics.received.add(d.meta.events());
                     if let Some(rule) = &rule {
                         if let Some(payload) = d.payload.take() {
                             match settings.rules.check(rule, payload, name, trace_id) {
@@ -152,12 +162,14 @@ pub(crate) async fn run(
                             }
                         }
                     }
-                    pending = Some(if d.meta.batch {
+                    let (n, read_at) = (d.meta.events(), d.meta.read_at);
+                    let bytes = if d.meta.batch > 0 {
                         // Wire bytes of whole events (asked for when nothing checks them).
                         d.payload.unwrap_or_default()
                     } else {
                         event_bytes(&d, timestamps)
-                    });
+                    };
+                    pending = Some((bytes, n, read_at));
                 }
                 Some(Frame::Flush) => {
                     let _ = http_tx.push(Frame::Flush);
@@ -241,11 +253,25 @@ pub(crate) async fn run(
     };
     match stop {
         Stop::ClientGone => {}
-        Stop::Dropped => http_tx.abort(None),
+        Stop::Dropped => {
+            if let Some((_, n, _)) = pending {
+                metrics.dropped(Dropped::SlowConsumer, n);
+            }
+            http_tx.abort(None)
+        }
     }
     // The app's reply is reset (app_rx dropped) and its request ended: the upstream goes now.
     app_tx.end(None);
     drop(app_rx);
+}
+
+/// Takes one from a gauge when dropped (an open stream, however its task ends).
+struct Decrement<'a>(&'a Gauge);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// What the client side of the stream said.

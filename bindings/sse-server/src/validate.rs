@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use proto_sse::config::SseRequest;
+use proto_sse::metrics::{Dropped, SseMetrics};
 use regex::Regex;
-use zilla_engine::{BindingContext, BindingFactory, ConfigErrors, Counter, Events, Model, Why};
+use zilla_engine::{BindingContext, BindingFactory, ConfigErrors, Events, Model, Why};
 
 /// One `requests` entry, built.
 pub(crate) struct Rule {
@@ -17,10 +18,10 @@ pub(crate) struct Rule {
     describe: String,
 }
 
-/// The `requests` of a binding and its counters of rejected events, by reason.
+/// The `requests` of a binding, and where rejected events are counted.
 pub(crate) struct Rules {
     rules: Vec<Arc<Rule>>,
-    counters: [Counter; 3],
+    metrics: SseMetrics,
     events: Events,
 }
 
@@ -31,8 +32,6 @@ impl std::fmt::Debug for Rules {
             .finish()
     }
 }
-
-const REASONS: [Why; 3] = [Why::Malformed, Why::Violation, Why::NoSchema];
 
 impl Rules {
     /// Builds every entry; a bad path or model is a located config error.
@@ -58,11 +57,9 @@ impl Rules {
                 }));
             }
         }
-        let counters =
-            REASONS.map(|why| cx.counter("sse.events.invalid", &[("reason", why.as_str())]));
         errors.or(Rules {
             rules,
-            counters,
+            metrics: SseMetrics::new(&cx.metrics),
             events: cx.events().clone(),
         })
     }
@@ -84,8 +81,11 @@ impl Rules {
         match rule.model.convert(payload) {
             Ok(bytes) => Some(bytes),
             Err(invalid) => {
-                let i = REASONS.iter().position(|w| *w == invalid.why).unwrap_or(1);
-                self.counters[i].inc();
+                let why = match invalid.why {
+                    Why::NoSchema => Dropped::NoSchema,
+                    _ => Dropped::Invalid,
+                };
+                self.metrics.dropped(why, 1);
                 self.events.emit(
                     binding,
                     invalid.event,

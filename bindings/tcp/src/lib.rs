@@ -28,8 +28,8 @@ use tokio::net::TcpStream;
 use tokio_util_shim::CancelOnDrop;
 use zilla_engine::{
     handler_binding, AttachError, Binding, BindingContext, BindingDescriptor, BindingFactory,
-    ConfigError, ConfigErrors, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes,
-    Stream,
+    BindingId, ConfigError, ConfigErrors, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset,
+    Routes, Stream,
 };
 
 pub use config::{Ports, TcpCondition, TcpOptions};
@@ -78,6 +78,7 @@ impl BindingFactory for TcpFactory {
                     return Err(errors);
                 }
                 Ok(Box::new(TcpServer {
+                    id: cx.id,
                     name: cx.qualified_name(),
                     host: options.host,
                     ports: options.port,
@@ -126,6 +127,7 @@ mod tokio_util_shim {
 }
 
 struct TcpServer {
+    id: BindingId,
     name: String,
     host: String,
     ports: Ports,
@@ -148,12 +150,13 @@ impl Binding for TcpServer {
                 let graph = graph.clone();
                 let routes = self.routes.clone();
                 let name = self.name.clone();
+                let id = self.id;
                 handle.spawn(async move {
                     loop {
                         tokio::select! {
                             _ = stopped.changed() => break,
                             accepted = listener.accept() => match accepted {
-                                Ok((socket, peer)) => accept(&graph, &routes, &name, socket, peer),
+                                Ok((socket, peer)) => accept(&graph, (id, &name), &routes, socket, peer),
                                 Err(e) => {
                                     // Out of file descriptors and the like: back off, don't spin.
                                     tracing::warn!(binding = %name, error = %e, "accept failed");
@@ -182,8 +185,8 @@ impl Binding for TcpServer {
 
 fn accept(
     graph: &Arc<Graph>,
+    (id, name): (BindingId, &str),
     routes: &Routes<TcpCondition, Nothing>,
-    name: &str,
     socket: TcpStream,
     peer: SocketAddr,
 ) {
@@ -203,7 +206,7 @@ fn accept(
         source: Some(peer),
         destination: Some(Address::Socket(local)),
     };
-    match graph.open::<Tcp>(exit, begin, None) {
+    match graph.open_from::<Tcp>(id, exit, begin, None) {
         Ok((tx, rx)) => graph.spawn(pump::pump(socket, tx, rx)),
         Err(_) => {
             tracing::debug!(binding = %name, %peer, exit = %graph.name(exit), "stream refused: connection closed")
@@ -253,8 +256,26 @@ impl Handler<Tcp> for ClientInner {
                     .await
                 }
                 Address::Host(h, p) => {
-                    let connect = TcpStream::connect((h.as_str(), *p));
-                    Box::pin(tokio::time::timeout(CONNECT_TIMEOUT, connect)).await
+                    // Resolved first, so that a name that does not resolve is told apart
+                    // (Zilla's BINDING_TCP_DNS_FAILED) from an address that does not answer.
+                    let resolved = Box::pin(tokio::time::timeout(
+                        CONNECT_TIMEOUT,
+                        tokio::net::lookup_host((h.as_str(), *p)),
+                    ))
+                    .await;
+                    let addrs: Vec<SocketAddr> = match resolved {
+                        Ok(Ok(addrs)) => addrs.collect(),
+                        Ok(Err(_)) | Err(_) => Vec::new(),
+                    };
+                    if addrs.is_empty() {
+                        graph2.event(&name, "BINDING_TCP_DNS_FAILED", trace_id, h.clone());
+                        return; // dropping the halves refuses the stream
+                    }
+                    Box::pin(tokio::time::timeout(
+                        CONNECT_TIMEOUT,
+                        TcpStream::connect(&addrs[..]),
+                    ))
+                    .await
                 }
             };
             let socket = match connect {

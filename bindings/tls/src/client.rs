@@ -8,8 +8,8 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 use zilla_engine::{
-    handler_binding, Binding, BindingContext, ConfigError, ConfigErrors, Frame, Graph, Handler,
-    Nothing, Reset, Routes, Stream,
+    handler_binding, Binding, BindingContext, BindingId, ConfigError, ConfigErrors, Frame, Graph,
+    Handler, Nothing, Reset, Routes, Stream,
 };
 
 use crate::config::{TlsCondition, TlsOptions};
@@ -31,6 +31,7 @@ pub(crate) fn build(mut cx: BindingContext<TlsFactory>) -> Result<Box<dyn Bindin
     }
     Ok(handler_binding::<Tcp, _>(Arc::new(ClientHandler(
         Arc::new(ClientInner {
+            id: cx.id,
             name: cx.qualified_name(),
             connector: TlsConnector::from(Arc::new(config)),
             sni,
@@ -85,6 +86,7 @@ fn configure(
 }
 
 struct ClientInner {
+    id: BindingId,
     name: String,
     connector: TlsConnector,
     /// `options.sni[0]`.
@@ -125,7 +127,7 @@ impl Handler<Tcp> for ClientHandler {
             destination: stream.begin.destination.clone(),
             tls: None,
         };
-        let (etx, erx) = graph.open::<Tcp>(exit, begin, stream.session.clone())?;
+        let (etx, erx) = graph.open_from::<Tcp>(inner.id, exit, begin, stream.session.clone())?;
         graph.spawn(connect(
             graph.clone(),
             inner.clone(),
@@ -161,7 +163,7 @@ async fn connect(
         Ok(Err(e)) => {
             graph.event(
                 &inner.name,
-                "BINDING_TLS_HANDSHAKE_FAILED",
+                crate::handshake_event(&e),
                 trace_id,
                 format!("{name}: {}", reason(&e)),
             );

@@ -194,6 +194,42 @@ fn list(items: Vec<String>) -> String {
 }
 
 /// Why a handshake failed, in words.
+/// The event of a failed handshake, as Zilla names them after the Java exception: the peer's
+/// certificate did not verify (`BINDING_TLS_PEER_NOT_VERIFIED`), the peer refused ours
+/// (`BINDING_TLS_KEY_REJECTED`), the peers spoke no common or a broken protocol
+/// (`BINDING_TLS_PROTOCOL_REJECTED`), another handshake failure
+/// (`BINDING_TLS_HANDSHAKE_FAILED`), or the transport failed (`BINDING_TLS_TLS_FAILED`).
+fn handshake_event(e: &std::io::Error) -> &'static str {
+    use rustls::{AlertDescription as A, Error as E};
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return "BINDING_TLS_TLS_FAILED";
+    };
+    match tls {
+        E::InvalidCertificate(_) | E::NoCertificatesPresented => "BINDING_TLS_PEER_NOT_VERIFIED",
+        E::AlertReceived(
+            A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::CertificateRequired,
+        ) => "BINDING_TLS_KEY_REJECTED",
+        E::PeerIncompatible(_)
+        | E::PeerMisbehaved(_)
+        | E::InvalidMessage(_)
+        | E::InappropriateMessage { .. }
+        | E::InappropriateHandshakeMessage { .. }
+        | E::AlertReceived(A::ProtocolVersion | A::NoApplicationProtocol | A::HandshakeFailure) => {
+            "BINDING_TLS_PROTOCOL_REJECTED"
+        }
+        _ => "BINDING_TLS_HANDSHAKE_FAILED",
+    }
+}
+
 fn reason(e: &std::io::Error) -> String {
     match e
         .get_ref()

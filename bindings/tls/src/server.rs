@@ -12,8 +12,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::LazyConfigAcceptor;
 use zilla_engine::{
-    handler_binding, Binding, BindingContext, ConfigError, ConfigErrors, Frame, Graph, Handler,
-    Nothing, Reset, Routes, Stream,
+    handler_binding, Binding, BindingContext, BindingId, ConfigError, ConfigErrors, Frame, Graph,
+    Handler, Nothing, Reset, Routes, Stream,
 };
 
 use crate::config::{Mutual, TlsCondition, TlsOptions};
@@ -28,6 +28,7 @@ pub(crate) fn build(mut cx: BindingContext<TlsFactory>) -> Result<Box<dyn Bindin
     }
     Ok(handler_binding::<Tcp, _>(Arc::new(ServerHandler(
         Arc::new(ServerInner {
+            id: cx.id,
             name: cx.qualified_name(),
             config: Arc::new(server),
             alpn,
@@ -262,6 +263,7 @@ impl ResolvesServerCert for KeyResolver {
 }
 
 struct ServerInner {
+    id: BindingId,
     name: String,
     config: Arc<ServerConfig>,
     /// `options.alpn`, as bytes.
@@ -358,7 +360,7 @@ async fn serve(graph: Arc<Graph>, inner: Arc<ServerInner>, stream: Stream<Tcp>, 
             let peer = begin.source.map(|s| s.to_string()).unwrap_or_default();
             graph.event(
                 &inner.name,
-                "BINDING_TLS_HANDSHAKE_FAILED",
+                crate::handshake_event(&e),
                 trace_id,
                 format!("{peer} {}", reason(&e)).trim().to_string(),
             );
@@ -393,7 +395,7 @@ async fn serve(graph: Arc<Graph>, inner: Arc<ServerInner>, stream: Stream<Tcp>, 
         destination: begin.destination,
         tls: Some(TlsInfo { server_name, alpn }),
     };
-    match graph.open::<Tcp>(exit, begin, session) {
+    match graph.open_from::<Tcp>(inner.id, exit, begin, session) {
         Ok((etx, erx)) => crate::pump::pump(tls.into(), etx, erx).await,
         Err(_) => {
             tracing::debug!(binding = %inner.name, exit = %graph.name(exit), "stream refused: tls closed");

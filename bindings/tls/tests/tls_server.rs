@@ -179,7 +179,13 @@ fn mutual_required_rejects_an_untrusted_client_certificate() {
             }
         }
     });
-    let line = zilla.wait_for("BINDING_TLS_HANDSHAKE_FAILED", WAIT);
+    let line = zilla.wait_for("BINDING_TLS_PEER_NOT_VERIFIED", WAIT);
+    assert!(line.contains("test:tls_server0"), "{line}");
+
+    // Plain text where a handshake should be: Zilla's protocol rejection.
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut plain, b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n").unwrap();
+    let line = zilla.wait_for("BINDING_TLS_PROTOCOL_REJECTED", WAIT);
     assert!(line.contains("test:tls_server0"), "{line}");
 }
 

@@ -96,7 +96,8 @@ mod tests {
             config_dir: dir.to_path_buf(),
             vault: None,
             events: Default::default(),
-            counters: Default::default(),
+            metrics: Default::default(),
+            attributes: Vec::new(),
         };
         FilesystemCatalogFactory::build(&cx, Some(options))
     }

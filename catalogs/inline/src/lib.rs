@@ -115,7 +115,8 @@ mod tests {
             config_dir: ".".into(),
             vault: None,
             events: Default::default(),
-            counters: Default::default(),
+            metrics: Default::default(),
+            attributes: Vec::new(),
         };
         InlineFactory::build(&cx, Some(options))
     }

@@ -140,6 +140,9 @@ fn default_max_age() -> u64 {
     300
 }
 
+zilla_engine::inventory::submit! { zilla_engine::MetricDescriptor::counter("catalog.registry.requests", zilla_engine::MetricUnit::Count, "Requests the catalog sent to its schema registry.") }
+zilla_engine::inventory::submit! { zilla_engine::MetricDescriptor::counter("catalog.registry.failures", zilla_engine::MetricUnit::Count, "Requests to the schema registry that failed or were refused.") }
+
 macro_rules! events {
     ($prefix:literal) => {
         EventNames {
@@ -304,7 +307,7 @@ fn build(
         }
     };
     let source = cx.qualified_name();
-    let counter = |metric: &'static str| cx.counters.register(&source, metric, &[]);
+    let counter = |metric: &'static str| cx.metrics.counter(metric, &[]);
     let (Some(url), Some(client)) = (parsed, client) else {
         return Err(errors);
     };

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use catalog_registry::{ApicurioFactory, KarapaceFactory, SchemaRegistryFactory};
 use zilla_engine::{
-    Catalog, ConfigErrors, Counters, Event, Events, Exporter, PluginContext, PluginFactory,
-    Properties,
+    metric_descriptor, Catalog, ConfigErrors, Event, Events, Exporter, MetricScope, Metrics,
+    PluginContext, PluginFactory, Properties,
 };
 use zilla_test_support::{free_port, FakeRegistry, RegistryMode};
 
@@ -46,7 +46,7 @@ impl Recorder {
 struct Built {
     catalog: Arc<dyn Catalog>,
     events: Arc<Recorder>,
-    counters: Counters,
+    metrics: Metrics,
 }
 
 fn cx(properties: &[&str]) -> (PluginContext, Arc<Recorder>) {
@@ -59,7 +59,16 @@ fn cx(properties: &[&str]) -> (PluginContext, Arc<Recorder>) {
         config_dir: ".".into(),
         vault: None,
         events: Events::new(vec![events.clone() as Arc<dyn Exporter>]),
-        counters: Counters::default(),
+        metrics: MetricScope::new(
+            Metrics::default(),
+            ("test", "catalog", "sr"),
+            ["catalog.registry.requests", "catalog.registry.failures"]
+                .iter()
+                .filter_map(|n| metric_descriptor(n))
+                .collect(),
+            Vec::new(),
+        ),
+        attributes: Vec::new(),
     };
     (cx, events)
 }
@@ -70,11 +79,11 @@ fn build<F: PluginFactory<dyn Catalog>>(
 ) -> Result<Built, ConfigErrors> {
     let (cx, events) = cx(properties);
     let options: F::Options = serde_yaml::from_str(yaml).expect("options parse");
-    let counters = cx.counters.clone();
+    let metrics = cx.metrics.registry().clone();
     F::build(&cx, Some(options)).map(|catalog| Built {
         catalog,
         events,
-        counters,
+        metrics,
     })
 }
 
@@ -130,9 +139,8 @@ fn resolves_a_subject_and_answers_from_the_cache_afterwards() {
     );
     assert!(b.events.names().is_empty(), "{:?}", b.events.messages());
     assert_eq!(
-        b.counters
-            .value("test:sr", "catalog.registry.requests", &[]),
-        1
+        b.metrics.value("sr", "catalog.registry.requests", &[]),
+        Some(1)
     );
     assert_eq!(
         b.catalog.decode(&[0, 0, 0, 0, 9, b'{', b'}']),
@@ -214,9 +222,8 @@ fn a_failing_registry_is_reported_once_and_its_recovery_once() {
         "Successfully fetched schema for subject items-snapshots-value with version latest."
     );
     assert_eq!(
-        b.counters
-            .value("test:sr", "catalog.registry.failures", &[]),
-        1
+        b.metrics.value("sr", "catalog.registry.failures", &[]),
+        Some(1)
     );
 }
 

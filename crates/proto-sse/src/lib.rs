@@ -52,10 +52,21 @@ pub struct SseEvent {
     pub event: Option<Bytes>,
     /// Milliseconds since the epoch, 0 for none.
     pub timestamp: u64,
-    /// The payload is not one event's data but one or more whole events exactly as they go on
-    /// the wire (`id:`, `event:`, `data:` lines, each event ended by a blank line); `id` is the
-    /// last one's. Only sent to an opener that asked with [`SseBegin::batch`].
-    pub batch: bool,
+    /// `0`: the payload is one event's data. `n > 0`: the payload is `n` whole events exactly
+    /// as they go on the wire (`id:`, `event:`, `data:` lines, each event ended by a blank
+    /// line); `id` is the last one's. Only sent to an opener that asked with
+    /// [`SseBegin::batch`].
+    pub batch: u32,
+    /// When the event was read from upstream, for the proxy's latency metric (`None` if it was
+    /// not read from a network peer).
+    pub read_at: Option<std::time::Instant>,
+}
+
+impl SseEvent {
+    /// Number of events the frame carries.
+    pub fn events(&self) -> u64 {
+        u64::from(self.batch.max(1))
+    }
 }
 
 /// End extension: an id written as a final `id:` event before the stream closes, so the client
@@ -67,3 +78,4 @@ pub struct SseEnd {
 }
 
 pub mod config;
+pub mod metrics;

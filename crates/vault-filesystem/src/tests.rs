@@ -128,7 +128,8 @@ fn build(dir: &Path, yaml: &str) -> Result<Arc<dyn Vault>, ConfigError> {
         config_dir: dir.to_path_buf(),
         vault: None,
         events: Default::default(),
-        counters: Default::default(),
+        metrics: Default::default(),
+        attributes: Vec::new(),
     };
     FilesystemVaultFactory::build(&cx, Some(options)).map_err(|mut e| {
         assert_eq!(e.0.len(), 1, "one error: {e}");

@@ -68,6 +68,8 @@ bindings:
             catalog:
               host_filesystem:
                 - subject: event
+    telemetry:
+      metrics: [ \"sse.*\" ]
     exit: south_sse_client
   south_sse_client:
     type: sse
@@ -110,7 +112,9 @@ async fn invalid_events_are_dropped_counted_and_reported_and_the_stream_goes_on(
     std::fs::write(dir.path().join("event.schema.json"), SCHEMA).unwrap();
     let backend = SseBackend::start();
     let port = free_port();
-    let config = Config::parse("zilla.yaml", &config(port, backend.port()), |_| None).unwrap();
+    let config = config(port, backend.port())
+        + "telemetry:\n  metrics: [ sse.events.received, sse.events.sent, sse.events.dropped ]\n";
+    let config = Config::parse("zilla.yaml", &config, |_| None).unwrap();
     let events = Arc::new(Collect::default());
     let mut env = BuildEnv::new(Properties::default());
     env.config_dir = dir.path().to_path_buf();
@@ -151,17 +155,19 @@ async fn invalid_events_are_dropped_counted_and_reported_and_the_stream_goes_on(
         "{stream}"
     );
 
-    let counters = graph.counters();
+    let metrics = graph.metrics();
     let count = |reason| {
-        counters.value(
-            "test:north_sse_server",
-            "sse.events.invalid",
+        metrics.value(
+            "north_sse_server",
+            "sse.events.dropped",
             &[("reason", reason)],
         )
     };
-    assert_eq!(count("violation"), 2);
-    assert_eq!(count("malformed"), 1);
-    assert_eq!(count("no-schema"), 0);
+    assert_eq!(count("invalid"), Some(3));
+    assert_eq!(count("no-schema"), Some(0));
+    let value = |m| metrics.value("north_sse_server", m, &[]);
+    assert_eq!(value("sse.events.received"), Some(5));
+    assert_eq!(value("sse.events.sent"), Some(2));
 
     let events = events.0.lock().unwrap();
     let rejected: Vec<&Event> = events

@@ -95,16 +95,74 @@ pub enum Refusal {
 }
 
 impl std::fmt::Display for Refusal {
+    /// Zilla's reasons, word for word, with ours where Zilla has none.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::Malformed(why) => write!(f, "not a well-formed JWT: {why}"),
-            Refusal::InvalidAlgOrKey => {
-                f.write_str("no key for the token's kid, or the token's alg differs from the key's")
-            }
-            Refusal::BadSignature => f.write_str("the signature does not verify"),
-            Refusal::Expired => f.write_str("expired (exp) or not yet valid (nbf)"),
-            Refusal::InvalidIssuerOrAudience => f.write_str("iss or aud do not match"),
-            Refusal::BadIdentity => f.write_str("the identity claim is not a string"),
+            Refusal::Malformed(why) => write!(f, "Malformed token: {}.", why.trim_end_matches('.')),
+            Refusal::InvalidAlgOrKey => f.write_str("Invalid alg or key."),
+            Refusal::BadSignature => f.write_str("Unable to verify key signature."),
+            Refusal::Expired => f.write_str("Token is expired."),
+            Refusal::InvalidIssuerOrAudience => f.write_str("Invalid issuer or audience."),
+            Refusal::BadIdentity => f.write_str("Identity claim is not a string."),
+        }
+    }
+}
+
+impl Refusal {
+    /// The `result` label of `guard.jwt.authorizations`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) => "malformed",
+            Refusal::InvalidAlgOrKey => "unknown-kid",
+            Refusal::BadSignature => "bad-signature",
+            Refusal::Expired => "expired",
+            Refusal::InvalidIssuerOrAudience => "invalid-issuer-or-audience",
+            Refusal::BadIdentity => "bad-identity",
+        }
+    }
+}
+
+zilla_engine::inventory::submit! { zilla_engine::MetricDescriptor::counter("guard.jwt.authorizations", zilla_engine::MetricUnit::Count, "Tokens checked, by result: ok, or why they were refused.") }
+zilla_engine::inventory::submit! { zilla_engine::MetricDescriptor::counter("guard.jwt.challenges", zilla_engine::MetricUnit::Count, "Challenges sent to clients for fresh tokens before exp.") }
+
+/// The guard's metrics.
+#[derive(Debug)]
+struct GuardMetrics {
+    /// `ok`, then one per refusal label.
+    results: Vec<(&'static str, zilla_engine::Counter)>,
+    challenges: zilla_engine::Counter,
+}
+
+impl GuardMetrics {
+    const RESULTS: [&'static str; 7] = [
+        "ok",
+        "malformed",
+        "unknown-kid",
+        "bad-signature",
+        "expired",
+        "invalid-issuer-or-audience",
+        "bad-identity",
+    ];
+
+    fn new(scope: &zilla_engine::MetricScope) -> Self {
+        GuardMetrics {
+            results: Self::RESULTS
+                .iter()
+                .map(|r| {
+                    (
+                        *r,
+                        scope.counter("guard.jwt.authorizations", &[("result", r)]),
+                    )
+                })
+                .collect(),
+            challenges: scope.counter("guard.jwt.challenges", &[]),
+        }
+    }
+
+    fn result(&self, refusal: Option<&Refusal>) {
+        let label = refusal.map_or("ok", Refusal::label);
+        if let Some((_, c)) = self.results.iter().find(|(r, _)| *r == label) {
+            c.inc();
         }
     }
 }
@@ -115,6 +173,7 @@ pub struct JwtGuard {
     id: GuardId,
     name: String,
     events: zilla_engine::Events,
+    metrics: GuardMetrics,
     attributes: Vec<(Arc<str>, Vec<String>)>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -225,6 +284,7 @@ impl JwtGuard {
             id: cx.guard_id(),
             name: cx.qualified_name(),
             events: cx.events.clone(),
+            metrics: GuardMetrics::new(&cx.metrics),
             attributes,
             issuer: o.issuer,
             audience: o.audience,
@@ -237,6 +297,22 @@ impl JwtGuard {
 
     /// Verifies `token` at time `now`, in Zilla's order, and builds the session.
     pub fn authorize(&self, token: &str, now: SystemTime) -> Result<Session, Refusal> {
+        self.check(token, now).map_err(|(refusal, _)| refusal)
+    }
+
+    /// As [`JwtGuard::authorize`]; a refusal comes with the token's identity when its claims
+    /// were read (a verified signature), for the event.
+    fn check(&self, token: &str, now: SystemTime) -> Result<Session, (Refusal, Option<String>)> {
+        let claims = self.verified_claims(token).map_err(|r| (r, None))?;
+        let who = claims
+            .get(&self.identity)
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        self.session(claims, now).map_err(|r| (r, who))
+    }
+
+    /// The claims of `token` if its key, algorithm and signature verify.
+    fn verified_claims(&self, token: &str) -> Result<Map<String, Value>, Refusal> {
         let header = decode_header(token).map_err(|e| Refusal::Malformed(e.to_string()))?;
         let fetched;
         let keys: &KeySet = match &self.keys {
@@ -275,7 +351,11 @@ impl JwtGuard {
                 });
             }
         };
+        Ok(claims)
+    }
 
+    /// The session of verified `claims` at time `now`: dates, issuer, audience, identity, roles.
+    fn session(&self, claims: Map<String, Value>, now: SystemTime) -> Result<Session, Refusal> {
         let now_ms = now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as f64)
@@ -417,18 +497,30 @@ fn load_jwks(cx: &PluginContext, url: &str, implicit: bool) -> Result<KeySource,
 
 impl Guard for JwtGuard {
     fn reauthorize(&self, credentials: &str) -> Option<Arc<Session>> {
-        match self.authorize(credentials, SystemTime::now()) {
-            Ok(session) => Some(Arc::new(session)),
-            Err(refusal) => {
+        match self.check(credentials, SystemTime::now()) {
+            Ok(session) => {
+                self.metrics.result(None);
+                Some(Arc::new(session))
+            }
+            Err((refusal, who)) => {
+                self.metrics.result(Some(&refusal));
+                // Zilla's text; the identity only once the signature verified, never the token.
                 self.events.emit(
                     &self.name,
                     EVENT_AUTHORIZATION_FAILED,
                     0,
-                    format!("token refused: {refusal}"),
+                    format!(
+                        "JWT token authorization failed for identity ({}). {refusal}",
+                        who.as_deref().unwrap_or("")
+                    ),
                 );
                 None
             }
         }
+    }
+
+    fn challenged(&self, _session: &Session) {
+        self.metrics.challenges.inc();
     }
 
     fn verify(&self, session: &Session, roles: &[String]) -> bool {

@@ -73,7 +73,8 @@ fn cx() -> PluginContext {
         config_dir: ".".into(),
         vault: None,
         events: Default::default(),
-        counters: Default::default(),
+        metrics: Default::default(),
+        attributes: Vec::new(),
     }
 }
 

@@ -288,7 +288,8 @@ fn with_part(token: &str, i: usize, part: &str) -> String {
 }
 
 /// Every kind of bad token is refused (`403`: credentials were sent), never reaches the backend,
-/// and is one `GUARD_JWT_AUTHORIZATION_FAILED` line with the reason and none of the token.
+/// and is one `GUARD_JWT_AUTHORIZATION_FAILED` line in Zilla's words (`JWT token authorization
+/// failed for identity (<sub once the signature verified>). <reason>`), with none of the token.
 #[test]
 fn bad_tokens_are_refused_with_one_event_each_and_no_token_text() {
     let (zilla, backend, port) = start();
@@ -327,16 +328,16 @@ fn bad_tokens_are_refused_with_one_event_each_and_no_token_text() {
     let mut escalated = good_claims.clone();
     escalated["scope"] = "tenant:acme tenant:globex".into();
     let cases: Vec<(&str, String, &str)> = vec![
-        ("alg none", unsigned, "not a well-formed JWT"),
+        ("alg none", unsigned, "for identity (). Malformed token: "),
         (
             "HS256 with the public key as secret",
             hs256_with_public_key,
-            "alg differs",
+            "for identity (). Invalid alg or key.",
         ),
         (
             "unknown kid",
             sign(&keys().rsa, "k2", &good_claims),
-            "no key for the token's kid",
+            "for identity (). Invalid alg or key.",
         ),
         (
             "tampered header",
@@ -345,53 +346,57 @@ fn bad_tokens_are_refused_with_one_event_each_and_no_token_text() {
                 0,
                 &b64(br#"{"alg":"RS256","typ":"JOSE","kid":"k1"}"#),
             ),
-            "signature does not verify",
+            "for identity (). Unable to verify key signature.",
         ),
         (
             "tampered payload",
             with_part(&good, 1, &b64(escalated.to_string().as_bytes())),
-            "signature does not verify",
+            "for identity (). Unable to verify key signature.",
         ),
         (
             "tampered signature",
             tampered_signature,
-            "signature does not verify",
+            "for identity (). Unable to verify key signature.",
         ),
-        ("exp passed", with("exp", json!(now() - 10)), "expired"),
+        (
+            "exp passed",
+            with("exp", json!(now() - 10)),
+            "for identity (alice). Token is expired.",
+        ),
         (
             "nbf ahead",
             with("nbf", json!(now() + 600)),
-            "not yet valid",
+            "for identity (alice). Token is expired.",
         ),
         (
             "wrong iss",
             with("iss", json!("https://evil.example.com")),
-            "iss or aud",
+            "for identity (alice). Invalid issuer or audience.",
         ),
         (
             "wrong aud",
             with("aud", json!(["https://other.example.com"])),
-            "iss or aud",
+            "for identity (alice). Invalid issuer or audience.",
         ),
         (
             "not base64",
             "%%%.@@@.!!!".to_string(),
-            "not a well-formed JWT",
+            "for identity (). Malformed token: ",
         ),
         (
             "payload not an object (signed)",
             sign(&keys().rsa, "k1", &json!([1, 2, 3])),
-            "not a well-formed JWT",
+            "for identity (). Malformed token: ",
         ),
         (
             "header not an object",
             with_part(&good, 0, &b64(b"\"RS256\"")),
-            "not a well-formed JWT",
+            "for identity (). Malformed token: ",
         ),
         (
             "not a JWT at all",
             "hello".to_string(),
-            "not a well-formed JWT",
+            "for identity (). Malformed token: ",
         ),
     ];
     for (i, (what, token, reason)) in cases.iter().enumerate() {

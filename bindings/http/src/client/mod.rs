@@ -145,6 +145,7 @@ pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Bindi
     }
     let properties = &cx.properties;
     let client = ClientInner {
+        id: cx.id,
         name: cx.qualified_name(),
         routes: cx.routes,
         overrides,
@@ -181,6 +182,7 @@ impl Binding for HttpClient {
 }
 
 struct ClientInner {
+    id: BindingId,
     name: String,
     routes: Routes<HttpCondition, HttpWith>,
     overrides: Overrides,
@@ -286,6 +288,7 @@ impl Handler<Http> for ClientInner {
         };
         let cx = Exchange {
             graph: graph.clone(),
+            id: self.id,
             name: self.name.clone(),
             pool: self.pool.clone(),
             versions: self.versions,
@@ -465,6 +468,7 @@ async fn watch_idle(
 /// What every stage of an exchange needs.
 struct Exchange {
     graph: Arc<Graph>,
+    id: BindingId,
     name: String,
     pool: Arc<Pool>,
     versions: Versions,
@@ -616,7 +620,7 @@ impl Exchange {
         };
         let (tx, mut rx) = self
             .graph
-            .open::<Tcp>(request.key.exit, begin, session)
+            .open_from::<Tcp>(self.id, request.key.exit, begin, session)
             .map_err(|_| {
                 Failure::bad_gateway(format!(
                     "{} refused the connection",

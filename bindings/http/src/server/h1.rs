@@ -11,6 +11,8 @@ use proto_http::{Headers, HttpTrailers};
 use proto_tcp::Tcp;
 use zilla_engine::{Data, Frame, Graph, Rx, Tx};
 
+use crate::metrics::Meter;
+
 use super::{
     challenge_ext, ready_or_reset, recv, refused, Answer, Opened, Outcome, Server, SessionTimer,
     TimerEvent,
@@ -887,11 +889,13 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
         rx,
         session,
         origin,
+        mut meter,
+        guard,
     } = opened;
     let mut req_tx = Some(tx);
     let mut resp_rx = Some(rx);
     let mut body = Decoder::new(req.body);
-    let mut timer = SessionTimer::new(session.as_ref(), None);
+    let mut timer = SessionTimer::new(session.as_ref(), guard, None);
     let mut response = Response::Pending;
     let mut close = !req.keep_alive;
     let mut pending: Option<Bytes> = None;
@@ -1000,6 +1004,7 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
                         let Some(payload) = d.payload.filter(|p| !p.is_empty()) else {
                             continue;
                         };
+                        meter.response(payload.len());
                         let ok = match framing {
                             Framing::Empty => true,
                             Framing::Chunked => {
@@ -1034,6 +1039,7 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
                 match ready {
                     Ok(()) => {
                         if let (Some(tx), Some(d)) = (req_tx.as_mut(), pending.take()) {
+                            meter.request(d.len());
                             if let Err(reset) = tx.push(Frame::Data(Data::bytes(d))) {
                                 refusal = reset.0;
                                 req_tx = None;

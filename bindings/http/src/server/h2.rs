@@ -16,6 +16,8 @@ use proto_http::{Headers, HttpTrailers};
 use proto_tcp::{StreamIo, Tcp};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
+
+use crate::metrics::Meter;
 use zilla_engine::{Data, Frame, Graph, Rx, Tx};
 
 use super::{
@@ -230,8 +232,10 @@ async fn stream(
         rx,
         session,
         origin,
+        mut meter,
+        guard,
     } = opened;
-    let mut timer = SessionTimer::new(session.as_ref(), updates.map(|u| u.subscribe()));
+    let mut timer = SessionTimer::new(session.as_ref(), guard, updates.map(|u| u.subscribe()));
     let mut req_tx = Some(tx);
     let mut resp_rx = Some(rx);
     let mut respond = Some(respond);
@@ -272,6 +276,7 @@ async fn stream(
                     }
                     Frame::Data(d) => {
                         let (Some(s), Some(payload)) = (send.as_mut(), d.payload) else { continue };
+                        meter.response(payload.len());
                         if !head && send_all(s, payload).await.is_err() {
                             return;
                         }
@@ -314,6 +319,7 @@ async fn stream(
                 Ok(()) => {
                     if let (Some(tx), Some(d)) = (req_tx.as_mut(), pending.take()) {
                         let len = d.len();
+                        meter.request(len);
                         if let Err(reset) = tx.push(Frame::Data(Data::bytes(d))) {
                             refusal = reset.0;
                             req_tx = None;

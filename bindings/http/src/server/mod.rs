@@ -21,11 +21,12 @@ use proto_tcp::{Tcp, TcpBegin};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use zilla_engine::{
-    handler_binding, Binding, BindingContext, ConfigErrors, Frame, Graph, GuardId, Handler, Reset,
-    Routes, Rx, Session, Stream, Tx, Values,
+    handler_binding, Binding, BindingContext, BindingId, ConfigErrors, Frame, Graph, Guard,
+    GuardId, Handler, Reset, Routes, Rx, Session, Stream, Tx, Values,
 };
 
 use crate::config::{HttpCondition, HttpVersion, HttpWith};
+use crate::metrics::{Exchange, HttpMetrics};
 use crate::overrides::Overrides;
 use crate::pattern::{self, compile_routes, condition_captures, condition_matches};
 use crate::HttpFactory;
@@ -42,6 +43,26 @@ pub(crate) const SERVER_HEADER: &str = "zilla.binding.http.server.header";
 /// end of the previous exchange (an idle keep-alive connection is closed, a partial head gets
 /// 408).
 pub(crate) const REQUEST_TIMEOUT: &str = "zilla.binding.http.server.request.timeout";
+
+/// The event of every request routed upstream (Zilla's).
+pub(crate) const EVENT_REQUEST_ACCEPTED: &str = "BINDING_HTTP_REQUEST_ACCEPTED";
+
+/// `BINDING_HTTP_REQUEST_ACCEPTED`'s text, as Zilla's: `<identity or -> <METHOD>
+/// <scheme>://<authority><path>`. The query is left out: it may hold credentials
+/// (`?access_token=`), which never go into a log line.
+fn accepted(headers: &Headers, session: Option<&Session>) -> String {
+    let get = |n: &str| headers.get_str(n).unwrap_or("");
+    let path = get(":path");
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    format!(
+        "{} {} {}://{}{}",
+        session.and_then(|s| s.identity.as_deref()).unwrap_or("-"),
+        get(":method"),
+        get(":scheme"),
+        get(":authority"),
+        path
+    )
+}
 
 /// Builds an http server.
 pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Binding>, ConfigErrors> {
@@ -121,6 +142,8 @@ pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Bindi
         .map(|s| Bytes::from(s.to_string()));
     Ok(handler_binding::<Tcp, _>(Arc::new(ServerHandler(
         Arc::new(Server {
+            id: cx.id,
+            metrics: HttpMetrics::new(&cx.metrics),
             name: cx.qualified_name(),
             h1: versions.contains(&HttpVersion::Http11),
             h2: versions.contains(&HttpVersion::H2),
@@ -144,6 +167,9 @@ struct ServerHandler(Arc<Server>);
 
 /// The built server: everything a connection needs, shared read-only by all of them.
 pub(crate) struct Server {
+    id: BindingId,
+    /// The `http.*` metrics it records, if any.
+    metrics: Option<Arc<HttpMetrics>>,
     name: String,
     h1: bool,
     h2: bool,
@@ -234,6 +260,10 @@ pub(crate) struct Opened {
     pub(crate) session: Option<Arc<Session>>,
     /// The allowed foreign `Origin` whose CORS headers decorate the response.
     pub(crate) origin: Option<Bytes>,
+    /// The exchange's `http.*` metrics, if the binding records any.
+    pub(crate) meter: Option<Exchange>,
+    /// The guard of the session, told when its client is challenged.
+    pub(crate) guard: Option<Arc<dyn Guard>>,
 }
 
 /// The outcome of [`Server::admit`].
@@ -351,8 +381,10 @@ impl Server {
             overrides.apply(&mut headers, &values);
         }
 
-        match graph.open::<Http>(exit, HttpBegin { headers }, session.clone()) {
+        let accepted = accepted(&headers, session.as_deref());
+        match graph.open_from::<Http>(self.id, exit, HttpBegin { headers }, session.clone()) {
             Ok((tx, rx)) => {
+                graph.event(&self.name, EVENT_REQUEST_ACCEPTED, tx.trace_id(), accepted);
                 let (tx, rx) = match (content, &self.requests) {
                     (Some(content), Some(r)) => r.guard_body(graph, content, tx, rx),
                     _ => (tx, rx),
@@ -360,8 +392,10 @@ impl Server {
                 Outcome::Open(Opened {
                     tx,
                     rx,
-                    session,
                     origin,
+                    meter: self.metrics.as_ref().map(HttpMetrics::exchange),
+                    guard: session.as_ref().map(|s| graph.guard_handle(s.guard)),
+                    session,
                 })
             }
             Err(Reset(ext)) => decorate(refused(ext)),
@@ -432,6 +466,8 @@ pub(crate) enum TimerEvent {
 /// when a challenge response on the same connection refreshes the session.
 #[derive(Debug)]
 pub(crate) struct SessionTimer {
+    /// The session's guard, told of each challenge, and the session.
+    told: Option<(Arc<dyn Guard>, Arc<Session>)>,
     guard: Option<GuardId>,
     identity: Option<Arc<str>>,
     challenge: Option<Instant>,
@@ -451,10 +487,12 @@ impl SessionTimer {
     /// Timers for `session` (none without one).
     pub(crate) fn new(
         session: Option<&Arc<Session>>,
+        guard: Option<Arc<dyn Guard>>,
         updates: Option<watch::Receiver<Option<Arc<Session>>>>,
     ) -> SessionTimer {
         match session {
             Some(s) => SessionTimer {
+                told: guard.map(|g| (g, s.clone())),
                 guard: Some(s.guard),
                 identity: s.identity.clone(),
                 challenge: instant(s.challenge_at),
@@ -462,6 +500,7 @@ impl SessionTimer {
                 updates,
             },
             None => SessionTimer {
+                told: None,
                 guard: None,
                 identity: None,
                 challenge: None,
@@ -496,7 +535,12 @@ impl SessionTimer {
                 () = sleep => {
                     let (_, event) = next.expect("a deadline was set");
                     match event {
-                        TimerEvent::Challenge => self.challenge = None,
+                        TimerEvent::Challenge => {
+                            self.challenge = None;
+                            if let Some((guard, session)) = &self.told {
+                                guard.challenged(session);
+                            }
+                        }
                         TimerEvent::Expire => self.expire = None,
                     }
                     return event;
