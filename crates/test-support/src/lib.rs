@@ -1,11 +1,13 @@
 //! Test support: run the real `zilla` binary on a config in a temporary directory, read what it
 //! prints, signal it, and pick free ports on 127.0.0.1.
 
+mod otlp;
 mod registry;
 mod sse;
 
 use std::io::{BufRead, BufReader, Read};
 
+pub use otlp::{ExportLogsServiceRequest, ExportMetricsServiceRequest, OtlpCollector};
 pub use registry::{FakeRegistry, RegistryMode, RegistryRequest};
 pub use sse::{rss_kib, SseBackend};
 use std::net::TcpListener;

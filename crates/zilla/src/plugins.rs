@@ -13,6 +13,7 @@ use binding_tls as _;
 use catalog_filesystem as _;
 use catalog_inline as _;
 use catalog_registry as _;
+use exporter_otlp as _;
 use exporter_prometheus as _;
 use exporter_stdout as _;
 use guard_jwt as _;
