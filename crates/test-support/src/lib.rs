@@ -84,6 +84,8 @@ impl Zilla {
             .arg(dir.path().join("zilla.yaml"));
         cmd.args(&options.args);
         cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
+        // Its engine directory (`.zilla/engine`) goes with its config, not into the checkout.
+        cmd.current_dir(dir.path());
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -1,5 +1,6 @@
 //! The `zilla` command: `zilla start` runs the gateway described by a zilla.yaml.
 
+mod admin;
 mod plugins;
 mod workers;
 
@@ -30,6 +31,25 @@ enum Command {
     /// Check a config as `start` would (schema, references, keystores, catalogs, AsyncAPI
     /// documents) without listening; print every error; exit 0 if valid, 1 if not.
     Validate(ValidateArgs),
+    /// Print the current value of every metric the running engine records (the engine of
+    /// this directory: `.zilla/engine`, or `-P zilla.engine.directory=DIR`).
+    Metrics(MetricsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MetricsArgs {
+    /// Only this binding (or guard, catalog).
+    #[arg(value_name = "BINDING")]
+    name: Option<String>,
+    /// Only this binding (same as the positional argument).
+    #[arg(short = 'b', long = "binding", conflicts_with = "name")]
+    binding: Option<String>,
+    /// Only this namespace.
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
+    /// Engine property `name=value` (`zilla.engine.directory`); repeatable.
+    #[arg(short = 'P', long = "property", value_name = "NAME=VALUE")]
+    properties: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,6 +105,21 @@ fn main() -> ExitCode {
         }
         Command::Start(args) => start(args),
         Command::Validate(args) => validate(args),
+        Command::Metrics(args) => {
+            let properties = Properties::from_args(args.properties.iter().map(String::as_str));
+            let binding = args.name.or(args.binding);
+            match admin::print(
+                &admin::directory(&properties),
+                args.namespace.as_deref(),
+                binding.as_deref(),
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("zilla: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 
@@ -268,6 +303,10 @@ async fn run(
     for (binding, endpoint) in &started.endpoints {
         println!("{binding} listening on {endpoint}");
     }
+    let _admin = admin::serve(
+        &admin::directory(engine.properties()),
+        engine.metrics().clone(),
+    );
 
     if engine.properties().bool("zilla.engine.config.watch", true) {
         let interval = engine

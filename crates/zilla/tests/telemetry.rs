@@ -771,3 +771,216 @@ bindings:
         assert!(warned <= 1, "one warning per outage");
     }
 }
+
+/// `zilla metrics`, run in the engine's directory, prints every recorded metric as a table;
+/// `--binding` and `--namespace` filter it; without a running engine it says what to do.
+#[test]
+fn zilla_metrics_prints_the_running_engines_values() {
+    let (zilla, backend, port, _prometheus) = start(&[]);
+    let mut c = Client::get(port, "/plain");
+    assert!(backend.wait_requests(1, 5 * SECOND));
+    for i in 1..=5 {
+        assert!(backend.send_to(0, format!("data:{i}\n\n").as_bytes()));
+    }
+    assert!(c.read_until("data:5\n\n"));
+    let bin = Path::new(env!("CARGO_BIN_EXE_zilla"));
+    let metrics = |args: &[&str]| {
+        let out = Command::new(bin)
+            .arg("metrics")
+            .args(args)
+            .current_dir(zilla.dir())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, table, _) = metrics(&[]);
+    assert_eq!(code, Some(0), "{table}");
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("namespace") && header.contains("binding") && header.ends_with("value"),
+        "{table}"
+    );
+    let row = |table: &str, binding: &str, metric: &str| {
+        table.lines().find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() >= 4 && cols[1] == binding && cols[2] == metric)
+                .then(|| cols[3..].join(" "))
+        })
+    };
+    assert_eq!(
+        row(&table, "north_sse_server", "sse.events.sent").as_deref(),
+        Some("5"),
+        "{table}"
+    );
+    assert_eq!(
+        row(
+            &table,
+            "north_http_server",
+            "http.active.requests{zone=eu-1}"
+        )
+        .as_deref(),
+        Some("1"),
+        "{table}"
+    );
+    let (_, only, _) = metrics(&["--binding", "north_sse_server"]);
+    assert!(
+        only.lines().skip(1).all(|l| l.contains("north_sse_server")),
+        "{only}"
+    );
+    assert!(only.lines().count() > 2, "{only}");
+    let (_, none, _) = metrics(&["--namespace", "other"]);
+    assert!(none.starts_with("no metrics recorded"), "{none}");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(bin)
+        .arg("metrics")
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no running engine at .zilla/engine/metrics.sock"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `examples/sse.proxy.metrics` as shipped (ports moved to free ones): events counted and
+/// scraped, every metric its Grafana dashboard queries present, every dashboard query valid
+/// PromQL (`promtool check rules`), and its Prometheus config valid (`promtool check config`).
+#[test]
+fn the_metrics_example_feeds_its_dashboard() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sse.proxy.metrics");
+    let backend = SseBackend::start();
+    let (port, prometheus) = (free_port(), free_port());
+    let config = std::fs::read_to_string(root.join("zilla.yaml"))
+        .unwrap()
+        .replace("port: 7114", &format!("port: {port}"))
+        .replace("port: 8001", &format!("port: {}", backend.port()))
+        .replace("port: 7190", &format!("port: {prometheus}"));
+    let zilla = Zilla::start(
+        Path::new(env!("CARGO_BIN_EXE_zilla")),
+        &config,
+        Options::default(),
+    );
+    zilla.wait_for("north_tcp_server listening on", 10 * SECOND);
+    let curl = Command::new("curl")
+        .args(["-sN", "--max-time", "3"])
+        .arg(format!("http://127.0.0.1:{port}/events"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl is installed (apt-get install curl)");
+    assert!(backend.wait_requests(1, 5 * SECOND));
+    for i in 1..=3 {
+        assert!(backend.send_to(0, format!("id:{i}\ndata:event {i}\n\n").as_bytes()));
+    }
+    let out = curl.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("data:event 3"));
+    let ns = ("namespace", "example");
+    let text = scrape_until(
+        prometheus,
+        "sse_events_sent_total",
+        &[ns, ("binding", "north_sse_server")],
+        3.0,
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sse_events_sent_total",
+            &[ns, ("binding", "north_sse_server")]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "stream_data_sent_bytes_total",
+            &[ns, ("binding", "north_http_server")]
+        )
+        .is_some_and(|b| b > 0.0),
+        "{text}"
+    );
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().replace("$namespace", ".*"))
+        .collect();
+    assert!(exprs.len() >= 9);
+    // Every metric a panel reads is served (the guard's only with a jwt guard).
+    let names = [
+        "sse_streams_active",
+        "http_active_requests",
+        "sse_events_sent_total",
+        "sse_events_received_total",
+        "sse_events_dropped_total",
+        "sse_event_latency_milliseconds_bucket",
+        "http_duration_milliseconds_bucket",
+        "stream_opens_received_total",
+        "stream_errors_received_total",
+        "stream_data_sent_bytes_total",
+        "stream_data_received_bytes_total",
+    ];
+    for name in names {
+        assert!(
+            exprs.iter().any(|e| e.contains(name)),
+            "no panel reads {name}"
+        );
+        assert!(
+            text.contains(&format!("\n{name}{{")),
+            "{name} is not served:\n{text}"
+        );
+    }
+    // The queries are valid PromQL.
+    let dir = tempfile::tempdir().unwrap();
+    let rules: Vec<String> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "      - record: zilla:panel{i}\n        expr: {}\n",
+                serde_json::to_string(e).unwrap()
+            )
+        })
+        .collect();
+    let rules_file = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules_file,
+        format!(
+            "groups:\n  - name: dashboard\n    rules:\n{}",
+            rules.concat()
+        ),
+    )
+    .unwrap();
+    let check = |args: &[&Path]| {
+        let out = Command::new("promtool")
+            .args(["check"])
+            .args(args)
+            .output()
+            .expect("promtool is not installed: apt-get install prometheus");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, report) = check(&[Path::new("rules"), &rules_file]);
+    assert!(ok, "{report}");
+    let (ok, report) = check(&[Path::new("config"), &root.join("prometheus.yml")]);
+    assert!(ok, "{report}");
+}
