@@ -209,8 +209,9 @@ struct State<P: Protocol> {
 struct Pipe<P: Protocol> {
     state: Mutex<State<P>>,
     window: usize,
-    /// Stream metrics, when the bindings at either end record them.
-    meter: Option<PipeMeter>,
+    /// Stream metrics, when the bindings at either end record them (boxed: unmetered pipes,
+    /// the common case, stay one word larger).
+    meter: Option<Box<PipeMeter>>,
     /// The stream's trace id (0 for a direction made outside a graph).
     trace_id: u64,
 }
@@ -246,7 +247,7 @@ pub(crate) fn metered_direction<P: Protocol>(
             challenges: VecDeque::new(),
         }),
         window: window.max(1),
-        meter,
+        meter: meter.map(Box::new),
         trace_id,
     });
     (

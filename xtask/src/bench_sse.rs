@@ -772,7 +772,7 @@ fn bench_sse(args: &Args) -> Result<bool, String> {
 
     let zilla_port = free_port()?;
     let config = work.path().join("zilla.yaml");
-    fs::write(&config, zilla_config(zilla_port, backend.port()))
+    fs::write(&config, zilla_config(zilla_port, backend.port(), None))
         .map_err(|e| format!("writing {}: {e}", config.display()))?;
     if let Some(workers) = args.workers {
         // zilla-spec's launcher passes the lines of zilla.args beside the config to zilla.
@@ -788,6 +788,31 @@ fn bench_sse(args: &Args) -> Result<bool, String> {
         name: "zilla",
         port: zilla_port,
         proxy: Some(Proxy::Single(zilla.pid())),
+    });
+
+    // The same chain with every metric recorded on every binding and a Prometheus endpoint:
+    // what counting costs.
+    let metered_work = TempDir::new()?;
+    let metered_port = free_port()?;
+    let metered_config = metered_work.path().join("zilla.yaml");
+    fs::write(
+        &metered_config,
+        zilla_config(metered_port, backend.port(), Some(free_port()?)),
+    )
+    .map_err(|e| format!("writing {}: {e}", metered_config.display()))?;
+    if let Some(workers) = args.workers {
+        fs::write(
+            metered_work.path().join("zilla.args"),
+            format!("-w\n{workers}\n"),
+        )
+        .map_err(|e| format!("writing zilla.args: {e}"))?;
+    }
+    let mut metered = Zilla::start(&zilla_bin, &metered_config, &[], Some(metered_work.path()))?;
+    metered.wait_listening(&[metered_port], Duration::from_secs(10))?;
+    targets.push(Target {
+        name: "zilla+m",
+        port: metered_port,
+        proxy: Some(Proxy::Single(metered.pid())),
     });
 
     let mut nginx = None;
@@ -846,6 +871,7 @@ fn bench_sse(args: &Args) -> Result<bool, String> {
     }
 
     drop(nginx);
+    let _ = metered.stop(Duration::from_secs(5));
     let stopped = zilla.stop(Duration::from_secs(5));
     if !stopped.graceful {
         println!("note: zilla {}", stopped.describe());
@@ -1345,6 +1371,9 @@ fn table(results: &[(&str, Results)]) -> String {
     if let (Some(z), Some(n)) = (get("zilla"), get("nginx")) {
         ratios.push(("zilla/nginx".into(), z, n));
     }
+    if let (Some(m), Some(z)) = (get("zilla+m"), get("zilla")) {
+        ratios.push(("zilla+m/zilla".into(), m, z));
+    }
     let mut header = format!("\n{:<36}", "metric");
     for (name, _) in results {
         header.push_str(&format!("{name:>12}"));
@@ -1436,7 +1465,39 @@ fn machine_note() -> String {
     )
 }
 
-fn zilla_config(port: u16, backend: u16) -> String {
+/// The bench's zilla.yaml; with `metrics`, every metric is recorded on every binding and served
+/// on that Prometheus port.
+fn zilla_config(port: u16, backend: u16, metrics: Option<u16>) -> String {
+    let telemetry = metrics.map_or_else(String::new, |prometheus| {
+        let names: Vec<String> = [
+            "stream.active.received", "stream.active.sent", "stream.opens.received",
+            "stream.opens.sent", "stream.closes.received", "stream.closes.sent",
+            "stream.errors.received", "stream.errors.sent", "stream.data.received",
+            "stream.data.sent", "http.active.requests", "http.duration", "http.request.size",
+            "http.response.size", "sse.events.received", "sse.events.sent",
+            "sse.events.dropped", "sse.streams.active", "sse.event.latency",
+        ]
+        .iter()
+        .map(|n| format!("    - {n}\n"))
+        .collect();
+        format!(
+            "telemetry:\n  metrics:\n{}  exporters:\n    prometheus0:\n      type: prometheus\n      options:\n        endpoints: [ {{ scheme: http, port: {prometheus} }} ]\n",
+            names.concat()
+        )
+    });
+    let config = zilla_bindings(port, backend);
+    if metrics.is_none() {
+        return config;
+    }
+    // Every binding selects every metric.
+    let selected = config.replace(
+        "    kind: ",
+        "    telemetry:\n      metrics: [ \".*\" ]\n    kind: ",
+    );
+    format!("{telemetry}{selected}")
+}
+
+fn zilla_bindings(port: u16, backend: u16) -> String {
     format!(
         "\
 name: bench
@@ -1594,5 +1655,32 @@ mod tests {
         assert!(cpu_ticks(me).is_ok());
         assert!(open_file_limit().is_some());
         assert!(children_of(me).is_empty() || !children_of(me).contains(&me));
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    /// The metered config is one zilla accepts (`zilla validate`), when the binary is built.
+    #[test]
+    fn metered_config_is_valid() {
+        let text = super::zilla_config(7114, 8001, Some(7190));
+        assert!(text.contains("telemetry:\n  metrics:\n    - stream.active.received"));
+        assert_eq!(text.matches("metrics: [ \".*\" ]").count(), 6, "{text}");
+        let bin = crate::workspace_root().join("target/debug/zilla");
+        if !bin.exists() {
+            return;
+        }
+        let dir = crate::bench::TempDir::new().unwrap();
+        std::fs::write(dir.path().join("zilla.yaml"), &text).unwrap();
+        let out = std::process::Command::new(bin)
+            .args(["validate", "-c"])
+            .arg(dir.path().join("zilla.yaml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
