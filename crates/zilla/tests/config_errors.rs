@@ -363,3 +363,30 @@ bindings:
         ],
     );
 }
+
+/// An unknown metric name, and a binding selection that is not a regular expression, are load
+/// errors at their positions; the name gets a suggestion.
+#[test]
+fn unknown_metrics_and_bad_selections_are_located() {
+    let config = VALID
+        .replace(
+            "name: test\n",
+            "name: test\ntelemetry:\n  metrics:\n    - stream.opens.received\n    - stream.opens.recieved\n",
+        )
+        .replace(
+            "    exit: south_echo\n",
+            "    telemetry:\n      metrics: [ \"stream.(*\" ]\n    exit: south_echo\n",
+        );
+    let (code, stderr) = start(&config);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with(
+            "zilla.yaml:5:7: telemetry.metrics[1]: unknown metric 'stream.opens.recieved' (known: "
+        ) && l.ends_with("(did you mean 'stream.opens.received'?)")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|l| l.starts_with("zilla.yaml:") && l.contains(": bindings.north_tcp_server.telemetry.metrics[0]: 'stream.(*' is not a regular expression (repetition operator missing expression)")),
+        "{stderr}"
+    );
+}

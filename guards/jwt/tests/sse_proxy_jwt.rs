@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +42,8 @@ fn config(port: u16, backend: u16) -> String {
     let jwk = serde_json::to_string(&keys().jwk).unwrap();
     format!(
         r#"name: test
+telemetry:
+  metrics: [ guard.jwt.challenges, guard.jwt.authorizations ]
 guards:
   authn_jwt:
     type: jwt
@@ -247,7 +250,7 @@ fn valid_token_streams_events_by_header_and_by_query() {
 
 #[test]
 fn expiring_token_is_challenged_then_the_stream_ends_at_exp() {
-    let (_zilla, backend, port) = start();
+    let (zilla, backend, port) = start();
     let exp = now() + 2;
     let mut c = Client::get(port, "/events", Some(&token("proxy:stream", exp)));
     assert!(c.read_until("\r\n\r\n", 5 * SECOND), "{}", c.seen);
@@ -266,6 +269,29 @@ fn expiring_token_is_challenged_then_the_stream_ends_at_exp() {
         ),
         "{}",
         c.seen
+    );
+    // The guard counted the challenge and the token (`zilla metrics`, in zilla's directory).
+    let out = Command::new(zilla_bin())
+        .args(["metrics", "authn_jwt"])
+        .current_dir(zilla.dir())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let value = |metric: &str| {
+        table.lines().find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.get(3) == Some(&metric)).then(|| cols.last().map(|v| v.to_string()))?
+        })
+    };
+    assert_eq!(
+        value("guard.jwt.challenges").as_deref(),
+        Some("1"),
+        "{table}"
+    );
+    assert_eq!(
+        value("guard.jwt.authorizations{result=ok}").as_deref(),
+        Some("1"),
+        "{table}"
     );
     assert!(c.read_to_close(5 * SECOND), "stream still open: {}", c.seen);
     let ended = SystemTime::now()
