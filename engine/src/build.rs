@@ -37,8 +37,10 @@ pub struct BuildEnv {
     pub config_dir: PathBuf,
     /// Tracks stream tasks across reloads.
     pub tracker: TaskTracker,
-    /// Cancelled at shutdown.
+    /// Cancelled at shutdown: streams end now.
     pub shutdown: CancellationToken,
+    /// Cancelled when the engine starts draining: connections take no new requests.
+    pub draining: CancellationToken,
     /// The worker runtimes listeners are spread over (empty: the current runtime).
     pub workers: Workers,
     /// Exporters added by the embedder beside the config's own (`zilla start -l` adds stdout).
@@ -56,6 +58,7 @@ impl BuildEnv {
             config_dir: std::env::temp_dir(),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            draining: CancellationToken::new(),
             workers: Workers::default(),
             exporters: Vec::new(),
             metrics: Metrics::default(),
@@ -638,6 +641,7 @@ pub fn build(config: &Config, env: &BuildEnv) -> Result<Arc<Graph>, Diagnostics>
             .usize("zilla.engine.stream.window", DEFAULT_WINDOW),
         tracker: env.tracker.clone(),
         shutdown: env.shutdown.clone(),
+        draining: env.draining.clone(),
         properties: env.properties.clone(),
         workers: env.workers.clone(),
         generated: texts,

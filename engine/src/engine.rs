@@ -55,6 +55,7 @@ pub struct Engine {
     properties: Arc<Properties>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    draining: CancellationToken,
     workers: Workers,
     exporters: Vec<Arc<dyn Exporter>>,
     metrics: Metrics,
@@ -95,6 +96,7 @@ impl Engine {
             properties: Arc::new(properties),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            draining: CancellationToken::new(),
             workers,
             exporters,
             metrics: Metrics::default(),
@@ -143,6 +145,7 @@ impl Engine {
                 .unwrap_or_else(|| PathBuf::from(".")),
             tracker: self.tracker.clone(),
             shutdown: self.shutdown.clone(),
+            draining: self.draining.clone(),
             workers: self.workers.clone(),
             exporters: self.exporters.clone(),
             metrics: self.metrics.clone(),
@@ -284,15 +287,25 @@ impl Engine {
         }
     }
 
-    /// Stops accepting, tells streams the engine is stopping, and waits up to `grace` for open
-    /// streams to end. Returns true if they all ended in time.
-    pub async fn shutdown(&self, grace: Duration) -> bool {
+    /// Stops accepting and drains: for up to `drain`, open streams go on (connections take no
+    /// new request); then streams are told the engine is stopping (an SSE stream ends cleanly,
+    /// so its client reconnects elsewhere with its last event id) and get up to `grace` to end.
+    /// Returns true if every stream ended in time.
+    pub async fn shutdown(&self, drain: Duration, grace: Duration) -> bool {
         if let Some((g, _)) = self.lock().as_ref() {
             g.detach();
             g.event("sys", "ENGINE_STOPPED", 0, "Engine Stopped.".into());
         }
-        self.shutdown.cancel();
+        self.draining.cancel();
         self.tracker.close();
+        if tokio::time::timeout(drain, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            self.shutdown.cancel();
+            return true;
+        }
+        self.shutdown.cancel();
         tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_ok()

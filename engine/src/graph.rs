@@ -58,6 +58,7 @@ pub struct Graph {
     pub(crate) window: usize,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) draining: CancellationToken,
     pub(crate) properties: Arc<Properties>,
     pub(crate) workers: Workers,
     /// `(namespace, zilla.yaml text)` of every namespace a binding generated.
@@ -176,6 +177,13 @@ impl Graph {
     /// Cancelled when the engine shuts down: long-lived streams may end themselves cleanly.
     pub fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
+    }
+
+    /// Cancelled when the engine starts draining (before [`Graph::shutdown`]): listeners are
+    /// closed; open streams go on, but a connection takes no new request (an HTTP/1.1
+    /// connection closes once its exchange is over, an HTTP/2 one sends GOAWAY).
+    pub fn draining(&self) -> &CancellationToken {
+        &self.draining
     }
 
     /// The guard with id `id`.

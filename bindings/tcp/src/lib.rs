@@ -95,12 +95,31 @@ impl BindingFactory for TcpFactory {
                     (o.host, port)
                 });
                 Ok(handler_binding::<Tcp, _>(Arc::new(ClientInner {
+                    warned: Arc::default(),
                     name: cx.qualified_name(),
                     target,
                     routes: cx.routes,
                 })))
             }
         }
+    }
+}
+
+/// What an I/O error means for an operator, and what to do.
+pub(crate) fn cause(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        // EMFILE, ENFILE
+        Some(24) | Some(23) => {
+            "out of file descriptors (each proxied client holds two): raise the open files limit (ulimit -Hn, LimitNOFILE=, the container's nofile ulimit)"
+        }
+        // ECONNREFUSED
+        Some(111) => "connection refused: nothing listens at the address",
+        // ENETUNREACH, EHOSTUNREACH
+        Some(101) | Some(113) => "unreachable: check the host and the network",
+        _ => match e.kind() {
+            std::io::ErrorKind::TimedOut => "timed out",
+            _ => "see the error",
+        },
     }
 }
 
@@ -152,14 +171,20 @@ impl Binding for TcpServer {
                 let name = self.name.clone();
                 let id = self.id;
                 handle.spawn(async move {
+                    let mut last_warned: Option<std::time::Instant> = None;
                     loop {
                         tokio::select! {
                             _ = stopped.changed() => break,
                             accepted = listener.accept() => match accepted {
                                 Ok((socket, peer)) => accept(&graph, (id, &name), &routes, socket, peer),
                                 Err(e) => {
-                                    // Out of file descriptors and the like: back off, don't spin.
-                                    tracing::warn!(binding = %name, error = %e, "accept failed");
+                                    // Out of file descriptors and the like: back off, don't
+                                    // spin; the connection waits in the backlog and is taken
+                                    // when descriptors free up. Said at most once a second.
+                                    if last_warned.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1)) {
+                                        last_warned = Some(std::time::Instant::now());
+                                        tracing::warn!(binding = %name, error = %e, "accept failed: {}", cause(&e));
+                                    }
                                     tokio::time::sleep(Duration::from_millis(50)).await;
                                 }
                             }
@@ -215,6 +240,8 @@ fn accept(
 }
 
 struct ClientInner {
+    /// When a failed connect was last logged (ms since the epoch): at most one line a second.
+    warned: Arc<std::sync::atomic::AtomicU64>,
     name: String,
     target: Option<(String, u16)>,
     routes: Routes<TcpCondition, Nothing>,
@@ -244,6 +271,22 @@ impl Handler<Tcp> for ClientInner {
         }
         let graph2 = graph.clone();
         let name = self.name.clone();
+        let warned = self.warned.clone();
+        let warn = move || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let last = warned.load(std::sync::atomic::Ordering::Relaxed);
+            now >= last + 1000
+                && warned
+                    .compare_exchange(
+                        last,
+                        now,
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    )
+                    .is_ok()
+        };
         graph.spawn(async move {
             let (rx, mut tx, trace_id) = stream.into_halves();
             // Boxed: connecting (and resolving) is not part of a connection's long-lived state.
@@ -268,6 +311,9 @@ impl Handler<Tcp> for ClientInner {
                         Ok(Err(_)) | Err(_) => Vec::new(),
                     };
                     if addrs.is_empty() {
+                        if warn() {
+                            tracing::warn!(binding = %name, host = %h, "connect failed: the name does not resolve (DNS)");
+                        }
                         graph2.event(&name, "BINDING_TCP_DNS_FAILED", trace_id, h.clone());
                         return; // dropping the halves refuses the stream
                     }
@@ -281,6 +327,9 @@ impl Handler<Tcp> for ClientInner {
             let socket = match connect {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
+                    if warn() {
+                        tracing::warn!(binding = %name, %target, error = %e, "connect failed: {}", cause(&e));
+                    }
                     graph2.event(
                         &name,
                         "BINDING_TCP_CONNECT_FAILED",
@@ -290,6 +339,9 @@ impl Handler<Tcp> for ClientInner {
                     return; // dropping the halves refuses the stream
                 }
                 Err(_) => {
+                    if warn() {
+                        tracing::warn!(binding = %name, %target, "connect failed: timed out");
+                    }
                     graph2.event(
                         &name,
                         "BINDING_TCP_CONNECT_FAILED",

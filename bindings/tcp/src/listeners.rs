@@ -43,6 +43,15 @@ pub(crate) fn listen(
                 continue;
             }
         }
+        // SO_REUSEPORT lets this process's workers (and a reload) share the port; it would also
+        // let another zilla share it and split the traffic. So the first socket of an address
+        // this process does not hold yet is preceded by a bind without it, which fails if
+        // anyone else listens there.
+        if addr.port() != 0 && !cache.keys().any(|(a, _)| *a == addr) {
+            probe(addr).map_err(|e| {
+                format!("cannot listen on {addr}: {e} (another process listens there: stop it, or change options.port)")
+            })?;
+        }
         let socket = bind(addr).map_err(|e| {
             format!("cannot listen on {addr}: {e} (is another process using the port? change options.port)")
         })?;
@@ -54,6 +63,14 @@ pub(crate) fn listen(
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// Binds `addr` without SO_REUSEPORT, and lets it go: fails with "address in use" if another
+/// socket listens there, whatever its options.
+fn probe(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<Socket> {

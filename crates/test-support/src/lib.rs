@@ -63,6 +63,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Files written next to `zilla.yaml` before zilla starts: (relative path, content).
     pub files: Vec<(String, Vec<u8>)>,
+    /// A command zilla runs under, e.g. `["prlimit", "--nofile=256:256"]`.
+    pub prefix: Vec<String>,
 }
 
 impl Zilla {
@@ -78,7 +80,14 @@ impl Zilla {
             }
             std::fs::write(path, content).expect("write file");
         }
-        let mut cmd = Command::new(bin);
+        let mut cmd = match options.prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("start")
             .arg("-c")
             .arg(dir.path().join("zilla.yaml"));

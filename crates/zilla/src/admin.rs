@@ -1,7 +1,9 @@
 //! The engine directory (`zilla.engine.directory`, default `.zilla/engine` in the working
 //! directory, as Zilla's `zilla metrics` and `zilla stop` look for it): `info` holds the engine's
-//! pid, and `metrics.sock`, a Unix socket, answers every connection with the current value of
-//! every recorded metric, one line each, for `zilla metrics`.
+//! pid; `ready` exists once the initial config is applied (Zilla's ready file, for compose
+//! health checks and Kubernetes probes; removed when the engine starts draining); and
+//! `metrics.sock`, a Unix socket, answers every connection with the current value of every
+//! recorded metric, one line each, for `zilla metrics`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ impl Drop for Admin {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(self.dir.join("metrics.sock"));
         let _ = std::fs::remove_file(self.dir.join("info"));
+        let _ = std::fs::remove_file(self.dir.join("ready"));
     }
 }
 
@@ -34,8 +37,14 @@ impl Drop for Admin {
 /// is left alone (a warning says so).
 pub(crate) fn serve(dir: &Path, metrics: Metrics) -> Option<Admin> {
     if let Err(e) = std::fs::create_dir_all(dir) {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the engine directory: `zilla metrics` will not find this engine");
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the engine directory: `zilla metrics` will not find this engine, and no ready file is written");
         return None;
+    }
+    // Deleted and created again, as Zilla does: a probe never sees a stale one.
+    let ready = dir.join("ready");
+    let _ = std::fs::remove_file(&ready);
+    if let Err(e) = std::fs::write(&ready, b"") {
+        tracing::warn!(file = %ready.display(), error = %e, "cannot write the ready file");
     }
     let socket = dir.join("metrics.sock");
     if std::os::unix::net::UnixStream::connect(&socket).is_ok() {

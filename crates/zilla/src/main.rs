@@ -199,6 +199,7 @@ fn start(args: StartArgs) -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    raise_fd_limit();
     if args.exception_traces && std::env::var_os("RUST_BACKTRACE").is_none() {
         std::env::set_var("RUST_BACKTRACE", "1");
     }
@@ -300,13 +301,14 @@ async fn run(
             println!("# generated: {namespace}\n---\n{}", text.trim_end());
         }
     }
-    for (binding, endpoint) in &started.endpoints {
-        println!("{binding} listening on {endpoint}");
-    }
+    // The ready file before the listening lines: whoever waits for either finds both.
     let _admin = admin::serve(
         &admin::directory(engine.properties()),
         engine.metrics().clone(),
     );
+    for (binding, endpoint) in &started.endpoints {
+        println!("{binding} listening on {endpoint}");
+    }
 
     if engine.properties().bool("zilla.engine.config.watch", true) {
         let interval = engine
@@ -335,18 +337,54 @@ async fn run(
         );
     }
 
+    let mut signals = signals;
     signals.wait().await;
+    let drain = engine
+        .properties()
+        .duration("zilla.engine.drain.timeout", Duration::from_secs(30));
     let grace = engine
         .properties()
         .duration("zilla.engine.shutdown.grace", Duration::from_secs(5));
-    tracing::info!("stopping: no new connections; waiting up to {grace:?} for open streams");
-    if !engine.shutdown(grace).await {
-        tracing::warn!(
-            open = engine.active_tasks(),
-            "streams still open after the grace period are closed"
-        );
+    tracing::info!(
+        "stopping: no new connections; open streams go on for up to {drain:?} \
+         (zilla.engine.drain.timeout), then end cleanly so their clients reconnect elsewhere; \
+         a second signal stops at once"
+    );
+    let _ = std::fs::remove_file(admin::directory(engine.properties()).join("ready"));
+    tokio::select! {
+        drained = engine.shutdown(drain, grace) => {
+            if !drained {
+                tracing::warn!(
+                    open = engine.active_tasks(),
+                    "streams still open after the grace period are closed"
+                );
+            }
+        }
+        () = signals.wait() => {
+            tracing::warn!(open = engine.active_tasks(), "second signal: stopping now");
+        }
     }
     ExitCode::SUCCESS
+}
+
+/// Raises the soft limit of open files to the hard one, as nginx's `worker_rlimit_nofile` and
+/// Go's runtime do: each proxied client holds two descriptors (its connection and the
+/// upstream's). Warns when the limit stays low.
+fn raise_fd_limit() {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).ok();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => {
+            tracing::debug!(before = ?before.map(|l| l.0), soft, hard = ?before.map(|l| l.1), "open files limit");
+            if soft < 8192 {
+                tracing::warn!(
+                    limit = soft,
+                    "the open files limit allows about {} proxied streams (two descriptors each): raise the hard limit (ulimit -Hn, LimitNOFILE=, or the container's nofile ulimit) for more",
+                    soft / 2
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
 }
 
 /// SIGINT and SIGTERM, registered up front.
@@ -371,7 +409,7 @@ impl Signals {
         Signals {}
     }
 
-    async fn wait(mut self) {
+    async fn wait(&mut self) {
         #[cfg(unix)]
         tokio::select! {
             _ = self.term.recv() => {}

@@ -163,7 +163,12 @@ fn sigterm_waits_for_open_streams_then_exits_zero() {
 fn sigterm_ends_after_the_grace_period_when_streams_stay_open() {
     let port = free_port();
     let options = Options {
-        args: vec!["-P".into(), "zilla.engine.shutdown.grace=300ms".into()],
+        args: vec![
+            "-P".into(),
+            "zilla.engine.drain.timeout=300ms".into(),
+            "-P".into(),
+            "zilla.engine.shutdown.grace=300ms".into(),
+        ],
         ..Options::default()
     };
     let mut zilla = Zilla::start(bin(), &echo_config(&port.to_string()), options);

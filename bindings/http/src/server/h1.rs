@@ -795,7 +795,17 @@ pub(crate) async fn serve(
                     return;
                 }
                 Parsed::Partial => {
-                    match tokio::time::timeout_at(head_deadline, conn.read()).await {
+                    // Draining: an idle keep-alive connection takes no new request.
+                    if conn.buf.is_empty() && graph.draining().is_cancelled() {
+                        return conn.tx.end(None);
+                    }
+                    let read = tokio::select! {
+                        read = tokio::time::timeout_at(head_deadline, conn.read()) => read,
+                        () = graph.draining().cancelled(), if conn.buf.is_empty() => {
+                            return conn.tx.end(None);
+                        }
+                    };
+                    match read {
                         Ok(Read::More) => {}
                         Ok(Read::Closed) => return conn.tx.end(None),
                         Ok(Read::Failed | Read::Gone) => return,
@@ -830,6 +840,8 @@ pub(crate) async fn serve(
             Outcome::Open(opened) => exchange(&server, &mut conn, &req, opened).await,
         };
         match next {
+            // Draining: the exchange is over, the connection closes.
+            Next::Continue if graph.draining().is_cancelled() => return conn.tx.end(None),
             Next::Continue => {}
             Next::Close => return conn.tx.end(None),
             Next::Abort => return conn.tx.abort(None),

@@ -54,7 +54,11 @@ pub(crate) async fn serve(
     builder
         .max_header_list_size(u32::try_from(server.max_header_list_size).unwrap_or(u32::MAX))
         .max_concurrent_streams(u32::try_from(server.concurrent_streams).unwrap_or(u32::MAX))
-        .initial_window_size(window);
+        .initial_window_size(window)
+        // Streams reset before they are accepted, and resets the server must send for the
+        // client's protocol errors, are bounded (ENHANCE_YOUR_CALM beyond).
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(Some(1024));
     // The handshake (the client's SETTINGS after the preface) must finish within the request
     // timeout, like an HTTP/1.1 request head.
     let timeout = server.request_timeout;
@@ -79,9 +83,25 @@ pub(crate) async fn serve(
     let idle = tokio::time::sleep(timeout);
     tokio::pin!(idle);
     let mut closing = false;
+    let mut drained = false;
+    let mut calmed = false;
     loop {
         tokio::select! {
+            // Draining: GOAWAY, so the client opens its next streams elsewhere; the open ones
+            // go on.
+            () = graph.draining().cancelled(), if !drained => {
+                drained = true;
+                conn.graceful_shutdown();
+            }
             accepted = conn.accept() => match accepted {
+                Some(Ok(_)) if open.recent_resets() > server.max_client_resets => {
+                    if !calmed {
+                        calmed = true;
+                        tracing::warn!(binding = %server.name(), resets = open.recent_resets(),
+                            "http/2 client reset too many streams (rapid reset): connection closed with ENHANCE_YOUR_CALM (zilla.binding.http.server.max.client.resets per 10 s)");
+                        conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                    }
+                }
                 Some(Ok((request, respond))) => {
                     let counted = open.enter();
                     graph.spawn(stream(
@@ -127,13 +147,21 @@ struct OpenStreams {
     count: std::sync::atomic::AtomicUsize,
     /// When the count last fell to zero (the connection's start at first).
     since: std::sync::Mutex<tokio::time::Instant>,
+    /// Streams the client reset before their response ended, in the current window (start,
+    /// count): a flood of them (the "rapid reset" attack) closes the connection.
+    resets: std::sync::Mutex<(tokio::time::Instant, u32)>,
 }
+
+/// How long the window of client resets lasts.
+const RESET_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Default for OpenStreams {
     fn default() -> Self {
+        let now = tokio::time::Instant::now();
         OpenStreams {
             count: Default::default(),
-            since: std::sync::Mutex::new(tokio::time::Instant::now()),
+            since: std::sync::Mutex::new(now),
+            resets: std::sync::Mutex::new((now, 0)),
         }
     }
 }
@@ -143,6 +171,26 @@ impl OpenStreams {
         self.count
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         StreamCount(self.clone())
+    }
+
+    /// The client reset a stream before its response ended.
+    fn client_reset(&self) {
+        let mut r = self.resets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        if now >= r.0 + RESET_WINDOW {
+            *r = (now, 0);
+        }
+        r.1 += 1;
+    }
+
+    /// Client resets in the current window.
+    fn recent_resets(&self) -> u32 {
+        let r = self.resets.lock().unwrap_or_else(|e| e.into_inner());
+        if tokio::time::Instant::now() >= r.0 + RESET_WINDOW {
+            0
+        } else {
+            r.1
+        }
     }
 
     /// Since when no stream has been open, or `None` while one is.
@@ -179,7 +227,7 @@ async fn stream(
     mut respond: SendResponse<Bytes>,
     scheme: &'static str,
     updates: Option<Arc<SessionUpdates>>,
-    _counted: StreamCount,
+    counted: StreamCount,
 ) {
     let (parts, mut body) = request.into_parts();
     let mut headers = Headers::new();
@@ -251,7 +299,10 @@ async fn stream(
     loop {
         tokio::select! {
             biased;
-            () = poll_fn(|cx| poll_gone(&mut respond, &mut send, cx)) => return,
+            () = poll_fn(|cx| poll_gone(&mut respond, &mut send, cx)) => {
+                counted.0.client_reset();
+                return;
+            }
             frame = recv(&mut resp_rx) => {
                 let Some(frame) = frame else {
                     resp_rx = None;

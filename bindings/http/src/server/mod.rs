@@ -157,6 +157,10 @@ pub(crate) fn build(mut cx: BindingContext<HttpFactory>) -> Result<Box<dyn Bindi
                 .properties
                 .duration(REQUEST_TIMEOUT, Duration::from_secs(60)),
             concurrent_streams: cx.properties.usize(CONCURRENT_STREAMS, 100).max(1),
+            max_client_resets: cx
+                .properties
+                .usize("zilla.binding.http.server.max.client.resets", 200)
+                .min(u32::MAX as usize) as u32,
             server_header,
         }),
     ))))
@@ -181,6 +185,8 @@ pub(crate) struct Server {
     pub(crate) max_header_list_size: usize,
     pub(crate) request_timeout: Duration,
     pub(crate) concurrent_streams: usize,
+    /// Client resets of unfinished streams per 10 s an HTTP/2 connection may make.
+    pub(crate) max_client_resets: u32,
     pub(crate) server_header: Option<Bytes>,
 }
 
