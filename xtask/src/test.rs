@@ -58,10 +58,10 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
     let mut total = Counts::default();
     let mut notes = Vec::new();
 
-    // 1. build zilla
-    section("cargo build -p zilla");
+    // 1. build zilla, and the bundled SSE backend the replica tests run
+    section("cargo build -p zilla -p zilla-sse-backend");
     let built = cargo(&root)
-        .args(["build", "-p", "zilla"])
+        .args(["build", "-p", "zilla", "-p", "zilla-sse-backend"])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);

@@ -18,6 +18,18 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The bundled SSE backend, `zilla-sse-server`, built by `cargo build -p zilla-sse-backend`
+/// (`cargo xtask test` builds it first). Fails with what to run if it is missing.
+pub fn sse_server_bin() -> PathBuf {
+    let bin = zilla_bin().with_file_name("zilla-sse-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p zilla-sse-backend` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
 /// The `zilla` binary built by `cargo build -p zilla` (`target/debug/zilla`, honouring
 /// `CARGO_TARGET_DIR`), for tests outside the `zilla` package. Fails with what to run if it is
 /// missing.
