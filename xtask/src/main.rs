@@ -4,6 +4,7 @@
 //! - `cargo xtask test [--specs-only] [FILTER]`: build zilla, run the cargo
 //!   tests and the spec scenarios under `specs/`.
 //! - `cargo xtask demo`: run the SSE proxy example with its backend.
+//! - `cargo xtask fuzz [--smoke | --seconds N | --runs N] [TARGET...]`: the fuzz targets.
 //! - `cargo xtask bench tcp [--seconds N] [--bytes N] [--connections N]`:
 //!   compare tcp proxying through zilla with a direct connection (and nginx,
 //!   when installed).
@@ -21,6 +22,7 @@ mod bench;
 mod bench_sse;
 mod bench_validate;
 mod demo;
+mod fuzz;
 mod test;
 
 const HELP: &str = "\
@@ -61,6 +63,13 @@ commands:
       (default 5); prints events/s, proxy CPU and events per CPU-second for
       both, and the ratio (target: validation keeps at least 0.70x).
 
+  fuzz [--smoke | --seconds N | --runs N] [TARGET...]
+      Runs the cargo fuzz targets under fuzz/ (sse_parser, http1_request,
+      http1_response, config, jwt) from their seed corpora, 30 s each by
+      default (--smoke), installing cargo-fuzz when missing; prints the
+      executions of each; a crash, timeout or excess allocation fails, its
+      input written under fuzz/artifacts/.
+
   demo
       Builds (release) and runs the bundled SSE backend (zilla-sse-server on
       8001, publishing port 7001) and `zilla start` on
@@ -80,6 +89,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some(other) => {
             eprintln!("unknown command `{other}`\n");
             eprint!("{HELP}");

@@ -77,8 +77,26 @@ impl BindingFactory for TcpFactory {
                 if !errors.is_empty() {
                     return Err(errors);
                 }
+                let p = &cx.properties;
+                let idle = p.duration("zilla.binding.tcp.keepalive.idle", Duration::from_secs(60));
+                let liveness = Liveness {
+                    keepalive: (!idle.is_zero()).then(|| {
+                        socket2::TcpKeepalive::new()
+                            .with_time(idle)
+                            .with_interval(p.duration(
+                                "zilla.binding.tcp.keepalive.interval",
+                                Duration::from_secs(10),
+                            ))
+                            .with_retries(p.usize("zilla.binding.tcp.keepalive.count", 3) as u32)
+                    }),
+                    user_timeout: Some(
+                        p.duration("zilla.binding.tcp.user.timeout", Duration::from_secs(60)),
+                    )
+                    .filter(|t| !t.is_zero()),
+                };
                 Ok(Box::new(TcpServer {
                     id: cx.id,
+                    liveness: Arc::new(liveness),
                     name: cx.qualified_name(),
                     host: options.host,
                     ports: options.port,
@@ -145,8 +163,17 @@ mod tokio_util_shim {
     }
 }
 
+/// How a server finds clients that went away without a word (half-open: no FIN, no RST): TCP
+/// keepalive probes an idle connection, and data left unacknowledged too long ends it.
+#[derive(Debug)]
+struct Liveness {
+    keepalive: Option<socket2::TcpKeepalive>,
+    user_timeout: Option<Duration>,
+}
+
 struct TcpServer {
     id: BindingId,
+    liveness: Arc<Liveness>,
     name: String,
     host: String,
     ports: Ports,
@@ -170,13 +197,14 @@ impl Binding for TcpServer {
                 let routes = self.routes.clone();
                 let name = self.name.clone();
                 let id = self.id;
+                let liveness = self.liveness.clone();
                 handle.spawn(async move {
                     let mut last_warned: Option<std::time::Instant> = None;
                     loop {
                         tokio::select! {
                             _ = stopped.changed() => break,
                             accepted = listener.accept() => match accepted {
-                                Ok((socket, peer)) => accept(&graph, (id, &name), &routes, socket, peer),
+                                Ok((socket, peer)) => accept(&graph, (id, &name), (&routes, &liveness), socket, peer),
                                 Err(e) => {
                                     // Out of file descriptors and the like: back off, don't
                                     // spin; the connection waits in the backlog and is taken
@@ -211,7 +239,7 @@ impl Binding for TcpServer {
 fn accept(
     graph: &Arc<Graph>,
     (id, name): (BindingId, &str),
-    routes: &Routes<TcpCondition, Nothing>,
+    (routes, liveness): (&Routes<TcpCondition, Nothing>, &Liveness),
     socket: TcpStream,
     peer: SocketAddr,
 ) {
@@ -219,6 +247,14 @@ fn accept(
         return;
     };
     let _ = socket.set_nodelay(true);
+    let sock = socket2::SockRef::from(&socket);
+    if let Some(k) = &liveness.keepalive {
+        let _ = sock.set_tcp_keepalive(k);
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(t) = liveness.user_timeout {
+        let _ = sock.set_tcp_user_timeout(Some(t));
+    }
     let route = routes.resolve(graph, None, |c| {
         c.matches(Some(local.ip()), local.port(), None)
     });

@@ -47,6 +47,9 @@ pub struct Parser {
     bom_checked: bool,
     head: BytesMut,
     partial: BytesMut,
+    /// The line being read went over the limit (its start was not kept): when it ends, it is
+    /// no line at all, not even an empty one.
+    overflowed: bool,
     skip_lf: bool,
     data: Data,
     id: Option<Bytes>,
@@ -80,6 +83,7 @@ impl Parser {
             bom_checked: false,
             head: BytesMut::new(),
             partial: BytesMut::new(),
+            overflowed: false,
             skip_lf: false,
             data: Data::None,
             id: None,
@@ -139,7 +143,9 @@ impl Parser {
             chunk = head.freeze();
         }
         let mut start = 0;
-        if self.skip_lf {
+        // A CR ended the last read: an LF opening this one belongs to it (an empty read
+        // decides nothing).
+        if self.skip_lf && !chunk.is_empty() {
             self.skip_lf = false;
             if chunk.first() == Some(&b'\n') {
                 start = 1;
@@ -150,12 +156,34 @@ impl Parser {
             match memchr::memchr2(b'\n', b'\r', rest) {
                 Some(i) => {
                     let end = start + i;
-                    let whole = self.partial.is_empty();
+                    let mut next = end + 1;
+                    if chunk[end] == b'\r' {
+                        match chunk.get(end + 1) {
+                            Some(b'\n') => next += 1,
+                            Some(_) => {}
+                            None => self.skip_lf = true,
+                        }
+                    }
+                    // The line's start came in earlier reads: join it (within the limit).
+                    let whole = self.partial.is_empty() && !self.overflowed;
+                    if !whole {
+                        self.append_partial(&chunk[start..end]);
+                    }
+                    // A line longer than the limit drops its event whether it came in one read
+                    // or several (then its start was not kept): it is not read as a line.
+                    if std::mem::take(&mut self.overflowed)
+                        || (whole && end - start > self.max_event)
+                    {
+                        self.exceeded();
+                        self.partial.clear();
+                        self.canon = Canon::No;
+                        start = next;
+                        continue;
+                    }
                     let assembled;
                     let (src, range) = if whole {
                         (&chunk, start..end)
                     } else {
-                        self.append_partial(&chunk[start..end]);
                         assembled = std::mem::take(&mut self.partial).freeze();
                         (&assembled, 0..assembled.len())
                     };
@@ -170,14 +198,6 @@ impl Parser {
                         };
                     } else {
                         self.track(line, whole.then_some(start), lf);
-                    }
-                    let mut next = end + 1;
-                    if chunk[end] == b'\r' {
-                        match chunk.get(end + 1) {
-                            Some(b'\n') => next += 1,
-                            Some(_) => {}
-                            None => self.skip_lf = true,
-                        }
                     }
                     self.line(src, range, emit);
                     start = next;
@@ -214,9 +234,10 @@ impl Parser {
     }
 
     fn append_partial(&mut self, bytes: &[u8]) {
-        if self.partial.len() + bytes.len() > self.max_event {
+        if self.overflowed || self.partial.len() + bytes.len() > self.max_event {
             self.exceeded();
             self.partial.clear();
+            self.overflowed = true;
             return;
         }
         self.partial.extend_from_slice(bytes);
@@ -340,6 +361,39 @@ impl Parser {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_empty_read_between_cr_and_lf_is_no_line() {
+        // Found by the sse_parser fuzz target: "id\r", "", "\n" made the LF a second, empty
+        // line, which dispatched an event that "id\r\n" in one read does not.
+        let mut p = Parser::new(256);
+        let mut events = 0;
+        for piece in [&b"id\r"[..], b"", b"\n"] {
+            p.feed(Bytes::copy_from_slice(piece), &mut |_| events += 1);
+        }
+        assert_eq!(events, 0);
+        p.feed(Bytes::from_static(b"data:x\r"), &mut |_| events += 1);
+        p.feed(Bytes::new(), &mut |_| events += 1);
+        p.feed(Bytes::from_static(b"\n\r\n"), &mut |_| events += 1);
+        assert_eq!(events, 1);
+    }
+
+    /// Found by the sse_parser fuzz target: a line longer than the limit (here an unknown
+    /// field, which is not kept) dropped its event when it came in pieces and not when it came
+    /// whole. Now it drops it however the input is cut, and the next event is unaffected.
+    #[test]
+    fn a_line_over_the_limit_drops_its_event_however_it_is_cut() {
+        let input = format!("{}\nid:x\n\nid:y\ndata:ok\n\n", "j".repeat(300));
+        for cut in [1, 7, 64, 100, 256, 257, 300, 301, input.len()] {
+            let mut p = Parser::new(256);
+            let mut ids = Vec::new();
+            for piece in input.as_bytes().chunks(cut) {
+                p.feed(Bytes::copy_from_slice(piece), &mut |e| ids.push(e.id));
+            }
+            assert_eq!(ids, vec![Some(Bytes::from_static(b"y"))], "cut {cut}");
+            assert_eq!(p.dropped(), 1, "cut {cut}");
+        }
+    }
     use super::*;
 
     fn parse_chunks(chunks: &[&[u8]]) -> Vec<Event> {

@@ -53,7 +53,7 @@
 //! Not yet: the `h2c` upgrade offer, and `authorization` credential injection (sessions carry no
 //! raw credentials yet).
 
-mod codec;
+pub(crate) mod codec;
 mod h2;
 
 use std::collections::HashMap;

@@ -8,7 +8,7 @@
 
 mod auth;
 mod cors;
-mod h1;
+pub(crate) mod h1;
 mod h2;
 mod validate;
 
