@@ -1,5 +1,7 @@
 //! `cargo xtask demo`: builds and runs the bundled SSE backend and `zilla start` on
-//! `examples/sse.proxy/zilla.yaml`, until Ctrl-C.
+//! `examples/sse.proxy/zilla.yaml`, until Ctrl-C. `cargo xtask demo jwt` runs
+//! `examples/sse.proxy.jwt` instead (HTTPS on 7143 and its page), with a keystore and a JWT key
+//! pair made for the run, and prints tokens to try.
 
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -9,7 +11,7 @@ use std::time::Duration;
 use crate::{cargo, target_dir, workspace_root};
 
 /// Kills the child when dropped, so Ctrl-C or an error never leaves a process behind.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -19,10 +21,14 @@ impl Drop for Guard {
 }
 
 pub(crate) fn run(args: &[String]) -> ExitCode {
-    if !args.is_empty() {
-        eprintln!("usage: cargo xtask demo");
-        return ExitCode::from(2);
-    }
+    let jwt = match args {
+        [] => false,
+        [one] if one == "jwt" => true,
+        _ => {
+            eprintln!("usage: cargo xtask demo [jwt]");
+            return ExitCode::from(2);
+        }
+    };
     let root = workspace_root();
     println!("==> cargo build --release -p zilla -p zilla-sse-backend");
     let built = cargo(&root)
@@ -40,7 +46,12 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let bin = target_dir(&root).join("release");
-    match start(&root, &bin) {
+    let started = if jwt {
+        crate::demo_jwt::start(&root, &bin)
+    } else {
+        start(&root, &bin)
+    };
+    match started {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo: {e}");
