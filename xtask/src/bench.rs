@@ -102,6 +102,9 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
     if args.first().map(String::as_str) == Some("sse") {
         return crate::bench_sse::run(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("broadcast") {
+        return crate::bench_broadcast::run(&args[1..]);
+    }
     if args.first().map(String::as_str) == Some("validate") {
         return crate::bench_validate::run(&args[1..]);
     }

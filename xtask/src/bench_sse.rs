@@ -33,7 +33,7 @@ use crate::bench::{flush, free_port, launch_nginx, local, nginx_or_install, stop
 use crate::{cargo, target_dir, workspace_root};
 
 /// Stack size of the client threads (one per stream).
-const CLIENT_STACK: usize = 64 * 1024;
+pub(crate) const CLIENT_STACK: usize = 64 * 1024;
 /// Backend threads writing events; each owns a share of the streams.
 const SENDERS: usize = 2;
 /// Streams that may be connected but not yet seen by the backend.
@@ -168,7 +168,7 @@ fn open_file_limit() -> Option<(u64, u64)> {
 
 /// A process whose CPU time and memory are measured.
 #[derive(Debug, Clone, Copy)]
-enum Proxy {
+pub(crate) enum Proxy {
     /// One process.
     Single(u32),
     /// nginx: the master and its worker children.
@@ -188,12 +188,12 @@ impl Proxy {
     }
 
     /// utime + stime of every process, in clock ticks.
-    fn cpu_ticks(self) -> Result<u64, String> {
+    pub(crate) fn cpu_ticks(self) -> Result<u64, String> {
         self.pids().into_iter().map(cpu_ticks).sum()
     }
 
     /// VmRSS of every process, in KiB.
-    fn rss_kib(self) -> Result<u64, String> {
+    pub(crate) fn rss_kib(self) -> Result<u64, String> {
         self.pids().into_iter().map(rss_kib).sum()
     }
 }
@@ -426,7 +426,7 @@ fn encode_event(out: &mut Vec<u8>, size: usize, sent_ns: u64) {
 /// Incremental reader of an SSE response: the head, the chunked (or
 /// identity) body and the events in it.
 #[derive(Debug, Default)]
-struct SseDecoder {
+pub(crate) struct SseDecoder {
     raw: Vec<u8>,
     body: Vec<u8>,
     head_done: bool,
@@ -442,7 +442,11 @@ struct SseDecoder {
 impl SseDecoder {
     /// Feeds bytes read from the socket; calls `on_event` with each complete
     /// event (without its blank line).
-    fn push(&mut self, data: &[u8], mut on_event: impl FnMut(&[u8])) -> Result<(), String> {
+    pub(crate) fn push(
+        &mut self,
+        data: &[u8],
+        mut on_event: impl FnMut(&[u8]),
+    ) -> Result<(), String> {
         self.raw.extend_from_slice(data);
         if !self.head_done {
             let Some(end) = find(&self.raw, b"\r\n\r\n") else {
@@ -471,6 +475,11 @@ impl SseDecoder {
         }
         self.body.drain(..start);
         Ok(())
+    }
+
+    /// The response head has been read (and was a 200).
+    pub(crate) fn head_done(&self) -> bool {
+        self.head_done
     }
 
     fn dechunk(&mut self) -> Result<(), String> {
@@ -517,7 +526,7 @@ impl SseDecoder {
 }
 
 /// The value of an event's first `data:` line.
-fn event_data(event: &[u8]) -> Option<&[u8]> {
+pub(crate) fn event_data(event: &[u8]) -> Option<&[u8]> {
     event.split(|b| *b == b'\n').find_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let value = line.strip_prefix(b"data:")?;
@@ -681,13 +690,18 @@ struct Target {
 
 /// nginx as an HTTP reverse proxy; stopped (with its workers) on drop.
 #[derive(Debug)]
-struct NginxHttp {
+pub(crate) struct NginxHttp {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl NginxHttp {
-    fn start(bin: &Path, dir: &Path, backend: u16, streams: usize) -> Result<NginxHttp, String> {
+    pub(crate) fn start(
+        bin: &Path,
+        dir: &Path,
+        backend: u16,
+        streams: usize,
+    ) -> Result<NginxHttp, String> {
         let port = free_port()?;
         let connections = (2 * streams + 64).max(4096);
         let nofile = open_file_limit()
@@ -725,7 +739,7 @@ impl NginxHttp {
         Ok(NginxHttp { child, port })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -899,7 +913,11 @@ fn bench_sse(args: &Args) -> Result<bool, String> {
     if !complete && !stopped.stderr.trim().is_empty() {
         println!("zilla stderr:\n{}", tail(&stopped.stderr, 30));
     }
-    Ok(complete)
+    // One feed to many clients: shared feeds (beyond Zilla) against unshared against nginx.
+    let broadcast = crate::bench_broadcast::Args::default();
+    let (table, delivered) = crate::bench_broadcast::bench(&broadcast)?;
+    crate::bench_broadcast::write_results(&broadcast, &table);
+    Ok(complete && delivered)
 }
 
 fn measure(
@@ -1211,7 +1229,7 @@ fn fan_out(
 }
 
 /// The `p` quantile of sorted nanoseconds, in microseconds.
-fn percentile_us(sorted_ns: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile_us(sorted_ns: &[u64], p: f64) -> f64 {
     let i = ((sorted_ns.len() as f64 * p) as usize).min(sorted_ns.len().saturating_sub(1));
     sorted_ns.get(i).copied().unwrap_or(0) as f64 / 1000.0
 }
@@ -1447,7 +1465,7 @@ fn write_results(args: &Args, table: &str) {
     }
 }
 
-fn machine_note() -> String {
+pub(crate) fn machine_note() -> String {
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     let model = fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -1497,7 +1515,7 @@ fn zilla_config(port: u16, backend: u16, metrics: Option<u16>) -> String {
     format!("{telemetry}{selected}")
 }
 
-fn zilla_bindings(port: u16, backend: u16) -> String {
+pub(crate) fn zilla_bindings(port: u16, backend: u16) -> String {
     format!(
         "\
 name: bench
@@ -1551,11 +1569,11 @@ bindings:
     )
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -12,6 +12,8 @@
 //! - `cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D]
 //!   [--idle M]`: SSE fan-out latency, CPU per event and idle memory per
 //!   stream, direct vs through zilla's SSE proxy (and nginx, when installed).
+//! - `cargo xtask bench broadcast [--clients N,N] [--rate R] [--seconds D]`: one feed to many
+//!   clients and a reconnect storm, zilla with shared feeds vs without vs nginx.
 //! - `cargo xtask bench validate [--clients N] [--seconds D]`: SSE events per second and per
 //!   CPU-second through zilla with and without JSON Schema validation, side by side.
 
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod bench_broadcast;
 mod bench_sse;
 mod bench_validate;
 mod demo;
@@ -57,6 +60,16 @@ commands:
           latency and events delivered vs sent,
         proxy CPU time per event (utime+stime from /proc),
         proxy RSS per idle stream with --idle streams open (default 1000).
+
+  bench broadcast [--clients N[,N...]] [--rate R] [--seconds D]
+      Builds zilla in release mode; one feed served by an in-process backend
+      (--rate events/s, default 10, for --seconds, default 10) to --clients
+      clients (default 1000,5000) through zilla with shared feeds
+      (options.share), zilla without and nginx: upstream connections, events
+      delivered, proxy CPU-s per million events, p99 latency, RSS; then a
+      reconnect storm (1,000 clients reconnect at once with their last id):
+      events missed or duplicated, requests that reached the backend.
+      Also run at the end of bench sse. Writes docs/bench/broadcast.md.
 
   bench validate [--clients N] [--seconds D]
       Builds zilla in release mode and runs two zillas (one worker each) side

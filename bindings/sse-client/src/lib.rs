@@ -50,6 +50,14 @@ impl BindingFactory for SseClientFactory {
     fn build(cx: BindingContext<Self>) -> Result<Box<dyn Binding>, ConfigErrors> {
         cx.require_exit()?;
         proto_sse::config::compile_routes(&cx)?;
+        if cx.options.as_ref().is_some_and(|o| o.share.is_some()) {
+            return Err(cx
+                .error(
+                    "options.share",
+                    "shared feeds are an sse server's: move `share` to the sse server binding",
+                )
+                .into());
+        }
         let max_event = cx
             .properties
             .usize("zilla.binding.sse.maximum.event.size", MAX_EVENT);

@@ -15,6 +15,7 @@
 //! (`zilla.binding.sse.maximum.idle.time`, seconds, 0 disables); CR and CRLF inside event data
 //! also split `data:` lines.
 
+mod feed;
 mod request;
 mod stream;
 mod validate;
@@ -73,11 +74,15 @@ impl BindingFactory for SseServerFactory {
             rules,
             metrics: SseMetrics::new(&cx.metrics),
         };
+        let feeds = options.share.as_ref().map(|o| {
+            feed::Feeds::new(cx.id, cx.qualified_name(), feed::Share::new(o), &cx.metrics)
+        });
         Ok(handler_binding::<Http, _>(Arc::new(Inner {
             id: cx.id,
             name: cx.qualified_name(),
             routes: cx.routes,
             settings: Arc::new(settings),
+            feeds,
         })))
     }
 }
@@ -87,6 +92,8 @@ struct Inner {
     name: String,
     routes: Routes<SseCondition, Nothing>,
     settings: Arc<stream::Settings>,
+    /// Shared feeds, when `options.share` asks for them.
+    feeds: Option<Arc<feed::Feeds>>,
 }
 
 impl Handler<Http> for Inner {
@@ -118,17 +125,42 @@ impl Handler<Http> for Inner {
         let timestamps = request.begin.timestamps;
         let rule = self.settings.rules.for_path(path);
         let mut begin = request.begin;
-        // Events that are neither checked nor stamped can come as framed upstream, several at
-        // once: the stream writes them without encoding each again.
-        begin.batch = rule.is_none() && !timestamps;
-        let (app_tx, app_rx) = graph
-            .open_from::<Sse>(self.id, exit, begin, stream.session.clone())
-            .map_err(Reset::relay)?;
+        // A shared feed (beyond Zilla), unless the client asks for timestamps (each client's
+        // own encoding) or resumes from an id the feed no longer has.
+        let shared = match &self.feeds {
+            Some(feeds) if !timestamps => feeds.attach(
+                graph,
+                exit,
+                &begin,
+                &stream.begin.headers,
+                stream.session.clone(),
+                rule.clone(),
+                &self.settings,
+            ),
+            _ => None,
+        };
+        let (app_tx, app_rx, shared) = match shared {
+            Some((tx, rx)) => (tx, rx, true),
+            None => {
+                // Events that are neither checked nor stamped can come as framed upstream,
+                // several at once: the stream writes them without encoding each again.
+                begin.batch = rule.is_none() && !timestamps;
+                let (tx, rx) = graph
+                    .open_from::<Sse>(self.id, exit, begin, stream.session.clone())
+                    .map_err(Reset::relay)?;
+                (tx, rx, false)
+            }
+        };
         let settings = self.settings.clone();
         let graph2 = graph.clone();
         let name = self.name.clone();
         graph.spawn(async move {
-            let options = stream::StreamOptions { timestamps, rule };
+            let options = stream::StreamOptions {
+                timestamps,
+                shared,
+                // A shared feed checked its events once.
+                rule: if shared { None } else { rule },
+            };
             stream::run(stream, app_tx, app_rx, settings, options, &graph2, &name).await;
         });
         Ok(())

@@ -49,6 +49,8 @@ pub(crate) struct Settings {
 pub(crate) struct StreamOptions {
     /// The client asked for `ext=timestamp`.
     pub(crate) timestamps: bool,
+    /// Its events come from a shared feed (which counted them in once).
+    pub(crate) shared: bool,
     /// The `requests` entry its events are checked against, if any.
     pub(crate) rule: Option<Arc<Rule>>,
 }
@@ -71,7 +73,11 @@ pub(crate) async fn run(
     graph: &Arc<Graph>,
     name: &str,
 ) {
-    let StreamOptions { timestamps, rule } = options;
+    let StreamOptions {
+        timestamps,
+        shared,
+        rule,
+    } = options;
     let (mut http_rx, mut http_tx, trace_id) = stream.into_halves();
 
     // Nothing goes to the client until the app accepts the stream.
@@ -153,7 +159,9 @@ pub(crate) async fn run(
         tokio::select! {
             frame = app_rx.recv(), if !waiting => match frame {
                 Some(Frame::Data(mut d)) => {
-                    metrics.received.add(d.meta.events());
+                    if !shared {
+                        metrics.received.add(d.meta.events());
+                    }
                     if let Some(rule) = &rule {
                         if let Some(payload) = d.payload.take() {
                             match settings.rules.check(rule, payload, name, trace_id) {

@@ -16,6 +16,51 @@ pub struct SseOptions {
     /// stream goes on.
     #[serde(default)]
     pub requests: Option<Vec<SseRequest>>,
+    /// Beyond Zilla (sse server): clients of the same feed share one upstream stream, and a
+    /// client reconnecting with a `Last-Event-ID` still in the feed's replay window gets what it
+    /// missed from memory.
+    #[serde(default)]
+    pub share: Option<ShareOptions>,
+}
+
+/// `options.share` of an sse server: which requests are the same feed, how much of it is kept
+/// for replay, how far a client may fall behind, how long a feed outlives its last client.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShareOptions {
+    /// The guard identity of the request is part of the feed (per-user or per-tenant feeds
+    /// never mix; the upstream is opened with the first client's session). Default `false`:
+    /// the feed is the upstream authority and path, opened without a session.
+    #[serde(default)]
+    pub identity: bool,
+    /// Request headers whose values are part of the feed (e.g. `x-tenant`).
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// What a feed keeps for clients that reconnect.
+    #[serde(default)]
+    pub replay: Option<ReplayOptions>,
+    /// Events a client may fall behind the feed before it is dropped (it reconnects into the
+    /// replay window). Default 1024.
+    #[serde(default)]
+    pub queue: Option<usize>,
+    /// Seconds a feed stays open after its last client left (default 5).
+    #[serde(default)]
+    pub linger: Option<f64>,
+}
+
+/// The replay window of a feed: the last events, as many as all of these allow.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayOptions {
+    /// At most this many events (default 1000).
+    #[serde(default)]
+    pub events: Option<usize>,
+    /// At most this many bytes of encoded events (default 1 MiB).
+    #[serde(default)]
+    pub bytes: Option<usize>,
+    /// Events at most this many seconds old (default: no age limit).
+    #[serde(default)]
+    pub age: Option<f64>,
 }
 
 /// One `requests` entry: which streams, and the model their event data must satisfy.
