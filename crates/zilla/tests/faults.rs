@@ -1,6 +1,7 @@
 //! Fault injection through the real binary: the backend killed mid-stream and restarted,
 //! 10,000 connections opened and dropped (half reset mid-stream), a slow reader among 1,000
-//! clients, reloads while 1,000 streams flow, and idle connections probed by TCP keepalive.
+//! clients, reloads while 1,000 streams flow, idle connections probed by TCP keepalive, and
+//! half-open clients (in a network namespace whose loopback goes down) reaped.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -383,4 +384,165 @@ fn a_slow_reader_among_a_thousand_is_cut_and_the_others_get_everything() {
     let grown = rss_kib(zilla.pid()).unwrap().saturating_sub(rss);
     assert!(grown < 64 * 1024, "zilla grew by {grown} KiB");
     drop(slow);
+}
+
+/// Runs a command inside a network namespace of its own, removed on drop.
+struct Netns(String);
+
+impl Netns {
+    /// `None` (and why) where namespaces cannot be made (not root, no `ip`).
+    fn new() -> Result<Netns, String> {
+        let name = format!("zilla-test-{}", std::process::id());
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .map_err(|e| format!("cannot run `ip` ({e}): apt-get install iproute2"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`ip netns add` failed (root is needed): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let ns = Netns(name);
+        ns.run(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let out = self.command(args).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Established connections whose local port is `port`.
+    fn established(&self, port: u16) -> usize {
+        self.run(&[
+            "ss",
+            "-Htn",
+            "state",
+            "established",
+            &format!("( sport = :{port} )"),
+        ])
+        .map(|s| s.lines().filter(|l| !l.trim().is_empty()).count())
+        .unwrap_or(usize::MAX)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Half-open clients (the peer vanishes: no FIN, no RST) are reaped: in a network namespace of
+/// its own, zilla accepts two idle connections, then the namespace's loopback goes down so no
+/// packet passes either way. With keepalive at 1 s x 2 probes and TCP_USER_TIMEOUT at 3 s zilla
+/// drops its end within seconds; a zilla with the defaults (60 s) still holds its own.
+#[test]
+fn half_open_clients_are_reaped_by_keepalive() {
+    let ns = match Netns::new() {
+        Ok(ns) => ns,
+        Err(why) => {
+            eprintln!("skipped: half-open clients need a network namespace: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let start = |port: u16, props: &[&str]| -> Child {
+        let file = dir.path().join(format!("zilla-{port}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "name: halfopen\nbindings:\n  tcp0:\n    type: tcp\n    kind: server\n    options: {{ host: 127.0.0.1, port: {port} }}\n    exit: echo0\n  echo0:\n    type: echo\n    kind: server\n"
+            ),
+        )
+        .unwrap();
+        let mut args = vec![
+            bin().to_str().unwrap(),
+            "start",
+            "-c",
+            file.to_str().unwrap(),
+        ];
+        for p in props {
+            args.extend(["-P", p]);
+        }
+        let mut child = ns
+            .command(&args)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert!(
+            lines.any(|l| l.is_ok_and(|l| l.contains("listening on"))),
+            "zilla did not start in the namespace"
+        );
+        child
+    };
+    let (reaping, holding) = (7301, 7302);
+    let mut reaper = start(
+        reaping,
+        &[
+            "zilla.binding.tcp.keepalive.idle=1s",
+            "zilla.binding.tcp.keepalive.interval=1s",
+            "zilla.binding.tcp.keepalive.count=2",
+            "zilla.binding.tcp.user.timeout=3s",
+        ],
+    );
+    let mut holder = start(holding, &[]);
+    // Idle clients, inside the namespace (bash's /dev/tcp), that never send FIN or RST.
+    let mut clients: Vec<Child> = [reaping, holding]
+        .iter()
+        .map(|port| {
+            ns.command(&[
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/127.0.0.1/{port}; sleep 30"),
+            ])
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + 5 * SECOND;
+    while (ns.established(reaping) != 1 || ns.established(holding) != 1)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!((ns.established(reaping), ns.established(holding)), (1, 1));
+    // The peer vanishes: nothing passes any more.
+    ns.run(&["ip", "link", "set", "lo", "down"]).unwrap();
+    let down = Instant::now();
+    let deadline = down + 10 * SECOND;
+    while ns.established(reaping) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let reaped = down.elapsed();
+    assert_eq!(
+        ns.established(reaping),
+        0,
+        "the half-open connection was not reaped"
+    );
+    assert!(reaped < 8 * SECOND, "reaped after {reaped:?}");
+    assert_eq!(
+        ns.established(holding),
+        1,
+        "with the defaults it is held for 60 s"
+    );
+    for c in clients.iter_mut().chain([&mut reaper, &mut holder]) {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
