@@ -102,6 +102,9 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
     if args.first().map(String::as_str) == Some("sse") {
         return crate::bench_sse::run(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("h2") {
+        return crate::bench_h2::run(&args[1..]);
+    }
     if args.first().map(String::as_str) == Some("broadcast") {
         return crate::bench_broadcast::run(&args[1..]);
     }

@@ -35,17 +35,17 @@ use crate::{cargo, target_dir, workspace_root};
 /// Stack size of the client threads (one per stream).
 pub(crate) const CLIENT_STACK: usize = 64 * 1024;
 /// Backend threads writing events; each owns a share of the streams.
-const SENDERS: usize = 2;
+pub(crate) const SENDERS: usize = 2;
 /// Streams that may be connected but not yet seen by the backend.
 const CONNECT_AHEAD: usize = 64;
 /// Bytes of an event that are not the data value: `data:` and `\n\n`.
-const EVENT_OVERHEAD: usize = 7;
+pub(crate) const EVENT_OVERHEAD: usize = 7;
 /// File descriptors kept free for everything but the streams.
 const SPARE_FDS: u64 = 128;
 /// Path the idle streams ask for (routed by `/events*` like the others).
 const IDLE_PATH: &str = "/events/idle";
 /// Path of the saturation streams: the backend writes events as fast as they are taken.
-const FLOOD_PATH: &str = "/events/flood";
+pub(crate) const FLOOD_PATH: &str = "/events/flood";
 /// Streams of the saturation workload.
 const FLOOD_CLIENTS: usize = 100;
 
@@ -253,7 +253,7 @@ pub(crate) fn clock_ticks_per_second() -> f64 {
 
 /// The in-process SSE backend.
 #[derive(Debug)]
-struct Backend {
+pub(crate) struct Backend {
     addr: SocketAddr,
     shared: Arc<BackendShared>,
 }
@@ -274,7 +274,7 @@ const RESPONSE_HEAD: &[u8] =
 impl Backend {
     /// Listens on a free port; one thread accepts, reads each request head
     /// and answers with the response head, then parks the stream.
-    fn start() -> Result<Backend, String> {
+    pub(crate) fn start() -> Result<Backend, String> {
         let listener =
             TcpListener::bind("127.0.0.1:0").map_err(|e| format!("backend listen: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -293,11 +293,11 @@ impl Backend {
         Ok(Backend { addr, shared })
     }
 
-    fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.addr.port()
     }
 
-    fn events(&self) -> MutexGuard<'_, Vec<TcpStream>> {
+    pub(crate) fn events(&self) -> MutexGuard<'_, Vec<TcpStream>> {
         lock(&self.shared.events)
     }
 
@@ -627,7 +627,7 @@ fn open_stream(port: u16, path: &str) -> Result<TcpStream, String> {
 }
 
 /// Waits until `count()` reaches `target`, or fails after `timeout`.
-fn wait_for(
+pub(crate) fn wait_for(
     what: &str,
     target: usize,
     timeout: Duration,
@@ -702,6 +702,19 @@ impl NginxHttp {
         backend: u16,
         streams: usize,
     ) -> Result<NginxHttp, String> {
+        NginxHttp::start_with(bin, dir, backend, streams, "", "")
+    }
+
+    /// With `listen` parameters after the address (`http2`, `ssl http2`) and more `server`
+    /// directives (certificates).
+    pub(crate) fn start_with(
+        bin: &Path,
+        dir: &Path,
+        backend: u16,
+        streams: usize,
+        listen: &str,
+        server: &str,
+    ) -> Result<NginxHttp, String> {
         let port = free_port()?;
         let connections = (2 * streams + 64).max(4096);
         let nofile = open_file_limit()
@@ -719,7 +732,8 @@ impl NginxHttp {
                uwsgi_temp_path {};\n  \
                scgi_temp_path {};\n  \
                server {{\n    \
-                 listen 127.0.0.1:{port};\n    \
+                 listen 127.0.0.1:{port} {listen};\n    \
+                 {server}\n    \
                  location / {{\n      \
                    proxy_pass http://127.0.0.1:{backend};\n      \
                    proxy_http_version 1.1;\n      \
@@ -917,7 +931,11 @@ fn bench_sse(args: &Args) -> Result<bool, String> {
     let broadcast = crate::bench_broadcast::Args::default();
     let (table, delivered) = crate::bench_broadcast::bench(&broadcast)?;
     crate::bench_broadcast::write_results(&broadcast, &table);
-    Ok(complete && delivered)
+    // HTTP/2 towards the clients, cleartext and TLS, zilla against nginx.
+    let h2 = crate::bench_h2::Args::default();
+    let (table, h2_delivered) = crate::bench_h2::bench(&h2)?;
+    crate::bench_h2::write_results(&h2, &table);
+    Ok(complete && delivered && h2_delivered)
 }
 
 fn measure(
@@ -1246,19 +1264,19 @@ fn summarize_errors(problems: &mut Vec<String>, side: &str, errors: Vec<String>)
 }
 
 #[derive(Debug)]
-struct SendReport {
-    sent: u64,
-    max_lag: Duration,
+pub(crate) struct SendReport {
+    pub(crate) sent: u64,
+    pub(crate) max_lag: Duration,
     /// Kept open until the clients are done.
-    streams: Vec<TcpStream>,
-    errors: Vec<String>,
+    pub(crate) streams: Vec<TcpStream>,
+    pub(crate) errors: Vec<String>,
 }
 
 /// Writes `per_stream` events to each stream in `share`; stream `i` of `n`
 /// gets its events at `start + k * period + i * period / n` (or, with `burst`, every stream at
 /// `start + k * period`).
 #[allow(clippy::too_many_arguments)]
-fn send(
+pub(crate) fn send(
     share: Vec<(usize, TcpStream)>,
     n: usize,
     burst: bool,

@@ -15,7 +15,7 @@ use crate::demo::Guard;
 /// The keystore password of the run.
 const PASSWORD: &str = "generated";
 
-fn openssl(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
+pub(crate) fn openssl(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)

@@ -14,6 +14,8 @@
 //!   stream, direct vs through zilla's SSE proxy (and nginx, when installed).
 //! - `cargo xtask bench broadcast [--clients N,N] [--rate R] [--seconds D]`: one feed to many
 //!   clients and a reconnect storm, zilla with shared feeds vs without vs nginx.
+//! - `cargo xtask bench h2 [--clients N] [--rate R] [--seconds D]`: the SSE workloads with
+//!   HTTP/2 (h2c and TLS) towards the clients, zilla vs nginx.
 //! - `cargo xtask bench validate [--clients N] [--seconds D]`: SSE events per second and per
 //!   CPU-second through zilla with and without JSON Schema validation, side by side.
 
@@ -23,6 +25,7 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod bench_broadcast;
+mod bench_h2;
 mod bench_sse;
 mod bench_validate;
 mod demo;
@@ -70,6 +73,14 @@ commands:
       reconnect storm (1,000 clients reconnect at once with their last id):
       events missed or duplicated, requests that reached the backend.
       Also run at the end of bench sse. Writes docs/bench/broadcast.md.
+
+  bench h2 [--clients N] [--rate R] [--seconds D]
+      Builds zilla in release mode; saturation (100 streams on one
+      connection) and fan-out (--clients streams, default 1000, 100 a
+      connection, --rate events/s, default 20, for --seconds, default 5) with
+      HTTP/2 towards the clients, cleartext and over TLS, through zilla and
+      nginx (listen http2 / ssl http2). Also run by bench sse. Writes
+      docs/bench/h2.md.
 
   bench validate [--clients N] [--seconds D]
       Builds zilla in release mode and runs two zillas (one worker each) side
