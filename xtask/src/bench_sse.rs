@@ -672,6 +672,8 @@ struct Results {
     /// Broadcast burst: latency p50 and p99.
     burst_p50_us: Option<f64>,
     burst_p99_us: Option<f64>,
+    /// Fan-out p99 of the others while one client reads nothing and is flooded.
+    slow_p99_us: Option<f64>,
     /// Process start to listening, in milliseconds.
     ready_ms: Option<f64>,
     /// Saturation: events per second delivered to [`FLOOD_CLIENTS`] streams.
@@ -984,7 +986,7 @@ fn measure(
         target,
         backend,
         args,
-        false,
+        (false, false),
         epoch,
         ticks_per_second,
         &mut results,
@@ -999,7 +1001,21 @@ fn measure(
         target,
         backend,
         &bursts,
-        true,
+        (true, false),
+        epoch,
+        ticks_per_second,
+        &mut results,
+    )?;
+    // The fan-out again with one client that reads nothing while its stream is flooded.
+    let slow = Args {
+        seconds: args.seconds.min(5.0),
+        ..args.clone()
+    };
+    fan_out(
+        target,
+        backend,
+        &slow,
+        (false, true),
         epoch,
         ticks_per_second,
         &mut results,
@@ -1071,7 +1087,7 @@ fn fan_out(
     target: &Target,
     backend: &Backend,
     args: &Args,
-    burst: bool,
+    (burst, slow): (bool, bool),
     epoch: Instant,
     ticks_per_second: f64,
     results: &mut Results,
@@ -1079,6 +1095,39 @@ fn fan_out(
     let n = args.clients;
     let per_stream = events_per_stream(args);
     backend.events().clear();
+    // A client that never reads, flooded by its backend stream with 16 KiB events for as long
+    // as the proxy takes them: what it costs the others.
+    let flood_stop = Arc::new(AtomicBool::new(false));
+    let mut slow_client = None;
+    let mut flood = None;
+    if slow {
+        let client = open_stream(target.port, "/events")?;
+        wait_for(
+            "slow stream reached the backend",
+            1,
+            Duration::from_secs(10),
+            || backend.events().len(),
+        )?;
+        let mut upstream = backend.events().remove(0);
+        upstream
+            .set_write_timeout(Some(Duration::from_millis(200)))
+            .map_err(|e| e.to_string())?;
+        let stop = flood_stop.clone();
+        flood = Some(thread::spawn(move || {
+            let mut event = Vec::new();
+            encode_event(&mut event, 16 * 1024, 0);
+            while !stop.load(Ordering::Relaxed) {
+                match upstream.write_all(&event) {
+                    Ok(()) => {}
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(_) => return,
+                }
+            }
+        }));
+        slow_client = Some(client);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
     let mut clients: Vec<JoinHandle<ClientReport>> = Vec::with_capacity(n);
@@ -1180,8 +1229,27 @@ fn fan_out(
         }
     }
     drop(upstreams);
+    flood_stop.store(true, Ordering::Relaxed);
+    if let Some(flood) = flood {
+        let _ = flood.join();
+    }
+    drop(slow_client);
     thread::sleep(Duration::from_millis(300));
 
+    if slow {
+        latencies.extend_from_slice(&firsts);
+        latencies.sort_unstable();
+        results.slow_p99_us = Some(percentile_us(&latencies, 0.99));
+        if delivered < sent {
+            results.problems.push(format!(
+                "with a slow reader: {} of {sent} events not delivered",
+                sent - delivered
+            ));
+        }
+        summarize_errors(&mut results.problems, "slow-reader client", client_errors);
+        summarize_errors(&mut results.problems, "slow-reader backend", send_errors);
+        return Ok(());
+    }
     if burst {
         latencies.extend_from_slice(&firsts);
         latencies.sort_unstable();
@@ -1330,7 +1398,7 @@ fn table(results: &[(&str, Results)]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     type Metric = (&'static str, fn(&Results) -> Option<f64>, usize, bool);
-    let metrics: [Metric; 20] = [
+    let metrics: [Metric; 22] = [
         (
             "saturation: events/s (100 streams)",
             |r| r.saturation_events_s,
@@ -1376,6 +1444,13 @@ fn table(results: &[(&str, Results)]) -> String {
         ("proxy CPU per event (us)", |r| r.cpu_us_per_event, 2, true),
         ("burst: latency p50 (us)", |r| r.burst_p50_us, 0, true),
         ("burst: latency p99 (us)", |r| r.burst_p99_us, 0, true),
+        ("slow reader flooded: p99 (us)", |r| r.slow_p99_us, 0, true),
+        (
+            "  / fan-out p99",
+            |r| r.slow_p99_us.map(|s| s / r.p99_us.max(1.0)),
+            2,
+            false,
+        ),
         ("proxy RSS, no streams (MiB)", |r| r.rss_base_mib, 1, true),
         ("start to ready (ms)", |r| r.ready_ms, 1, true),
         (
