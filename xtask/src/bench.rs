@@ -79,6 +79,69 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     Ok(parsed)
 }
 
+/// The `--flag value` and `--flag=value` pairs of `args`, in order.
+pub(crate) fn flag_values(args: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        let value = inline
+            .or_else(|| it.next().cloned())
+            .ok_or_else(|| format!("{flag} needs a value"))?;
+        pairs.push((flag, value));
+    }
+    Ok(pairs)
+}
+
+/// A number in (0, `max`].
+pub(crate) fn positive(flag: &str, value: &str, max: f64) -> Result<f64, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0 && *v <= max && v.is_finite())
+        .ok_or_else(|| format!("invalid {flag} `{value}` (0 < {flag} <= {max})"))
+}
+
+/// A count in `min..=max`.
+pub(crate) fn count(flag: &str, value: &str, min: usize, max: usize) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("invalid {flag} `{value}` ({min}..={max})"))
+}
+
+/// Builds zilla in release mode (the benchmarks measure that); the binary's path.
+pub(crate) fn release_zilla() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    println!("==> cargo build --release -p zilla");
+    let built = cargo(&root)
+        .args(["build", "--release", "-p", "zilla"])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !built.success() {
+        return Err("zilla failed to build".into());
+    }
+    Ok(target_dir(&root).join("release").join("zilla"))
+}
+
+/// Writes `text` to `docs/bench/<name>` and says where (or why not).
+pub(crate) fn write_doc(name: &str, text: &str) {
+    let path = workspace_root().join("docs").join("bench").join(name);
+    let written = path
+        .parent()
+        .map(fs::create_dir_all)
+        .and_then(Result::ok)
+        .and_then(|()| fs::write(&path, text).ok());
+    match written {
+        Some(()) => println!("(written to {})", path.display()),
+        None => println!("note: could not write {}", path.display()),
+    }
+}
+
 /// Parses `1073741824`, `64K`, `512M`, `1G`, `1GiB` (binary multiples).
 fn parse_bytes(text: &str) -> Result<u64, String> {
     let err = || format!("invalid byte count `{text}` (e.g. 1G, 512M, 1048576)");
@@ -149,16 +212,7 @@ struct Results {
 }
 
 fn bench_tcp(args: &Args) -> Result<(), String> {
-    let root = workspace_root();
-    println!("==> cargo build --release -p zilla");
-    let built = cargo(&root)
-        .args(["build", "--release", "-p", "zilla"])
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !built.success() {
-        return Err("zilla failed to build".into());
-    }
-    let zilla_bin = target_dir(&root).join("release").join("zilla");
+    let zilla_bin = release_zilla()?;
 
     let work = TempDir::new()?;
     let sink = spawn_backend(Backend::Sink)?;

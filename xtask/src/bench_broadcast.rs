@@ -24,12 +24,14 @@ use std::time::{Duration, Instant};
 
 use zilla_spec::Zilla;
 
-use crate::bench::{flush, free_port, local, nginx_or_install, TempDir};
+use crate::bench::{
+    count, flag_values, flush, free_port, local, nginx_or_install, positive, write_doc, TempDir,
+};
 use crate::bench_sse::{
     clock_ticks_per_second, event_data, find, lock, machine_note, percentile_us, zilla_bindings,
     NginxHttp, Proxy, SseDecoder, CLIENT_STACK,
 };
-use crate::{cargo, target_dir, workspace_root};
+use crate::{target_dir, workspace_root};
 
 /// Bytes of each event, as written by the backend (without chunk framing).
 const EVENT_SIZE: usize = 256;
@@ -64,37 +66,16 @@ const USAGE: &str =
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let value = inline
-            .or_else(|| it.next().cloned())
-            .ok_or_else(|| format!("{flag} needs a value"))?;
-        let positive = |max: f64| {
-            value
-                .parse::<f64>()
-                .ok()
-                .filter(|v| *v > 0.0 && *v <= max && v.is_finite())
-                .ok_or_else(|| format!("invalid {flag} `{value}` (0 < {flag} <= {max})"))
-        };
-        match flag {
+    for (flag, value) in flag_values(args)? {
+        match flag.as_str() {
             "--clients" => {
                 parsed.clients = value
                     .split(',')
-                    .map(|n| {
-                        n.trim()
-                            .parse::<usize>()
-                            .ok()
-                            .filter(|n| (1..=9000).contains(n))
-                            .ok_or_else(|| format!("invalid --clients `{n}` (1..=9000)"))
-                    })
+                    .map(|n| count(&flag, n.trim(), 1, 9000))
                     .collect::<Result<_, _>>()?
             }
-            "--rate" => parsed.rate = positive(1000.0)?,
-            "--seconds" => parsed.seconds = positive(600.0)?,
+            "--rate" => parsed.rate = positive(&flag, &value, 1000.0)?,
+            "--seconds" => parsed.seconds = positive(&flag, &value, 600.0)?,
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -110,17 +91,9 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!("==> cargo build --release -p zilla");
-    let root = workspace_root();
-    match cargo(&root)
-        .args(["build", "--release", "-p", "zilla"])
-        .status()
-    {
-        Ok(s) if s.success() => {}
-        _ => {
-            eprintln!("xtask bench broadcast: zilla failed to build");
-            return ExitCode::FAILURE;
-        }
+    if let Err(e) = crate::bench::release_zilla() {
+        eprintln!("xtask bench broadcast: {e}");
+        return ExitCode::FAILURE;
     }
     match bench(&args) {
         Ok((table, true)) => {
@@ -474,8 +447,7 @@ fn run_clients(
 
 /// Runs every workload on every target; the table, and whether every event arrived once.
 pub(crate) fn bench(args: &Args) -> Result<(String, bool), String> {
-    let root = workspace_root();
-    let zilla_bin = target_dir(&root).join("release").join("zilla");
+    let zilla_bin = target_dir(&workspace_root()).join("release").join("zilla");
     let backend = FeedBackend::start()?;
     let work = TempDir::new()?;
     let mut zillas = Vec::new();
@@ -640,10 +612,6 @@ fn table(names: &[&str], runs: &[(String, Vec<Run>)]) -> String {
 
 /// Writes the table to `docs/bench/broadcast.md`.
 pub(crate) fn write_results(args: &Args, table: &str) {
-    let path = workspace_root()
-        .join("docs")
-        .join("bench")
-        .join("broadcast.md");
     let text = format!(
         "# `cargo xtask bench broadcast`: the latest run\n\n{}. One feed, {:?} clients, {} events/s of \
          {EVENT_SIZE} B for {} s; zilla with `options.share`, zilla without it and nginx measured one \
@@ -654,10 +622,7 @@ pub(crate) fn write_results(args: &Args, table: &str) {
         args.seconds,
         table.trim(),
     );
-    match fs::write(&path, text) {
-        Ok(()) => println!("(written to {})", path.display()),
-        Err(e) => println!("note: could not write {}: {e}", path.display()),
-    }
+    write_doc("broadcast.md", &text);
 }
 
 #[cfg(test)]

@@ -21,13 +21,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use zilla_spec::Zilla;
 
-use crate::bench::{flush, free_port, local, nginx_or_install, TempDir};
+use crate::bench::{
+    count, flag_values, flush, free_port, local, nginx_or_install, positive, write_doc, TempDir,
+};
 use crate::bench_sse::{
     clock_ticks_per_second, event_data, find, machine_note, percentile_us, send, wait_for,
     zilla_bindings, Backend, NginxHttp, Proxy, EVENT_OVERHEAD, FLOOD_PATH, SENDERS,
 };
-use crate::demo_jwt::openssl;
-use crate::{cargo, target_dir, workspace_root};
+use crate::{target_dir, workspace_root};
 
 /// Streams per HTTP/2 connection (zilla's default concurrent streams limit).
 const STREAMS_PER_CONNECTION: usize = 100;
@@ -60,32 +61,11 @@ const USAGE: &str = "usage: cargo xtask bench h2 [--clients N] [--rate R] [--sec
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let value = inline
-            .or_else(|| it.next().cloned())
-            .ok_or_else(|| format!("{flag} needs a value"))?;
-        let positive = |max: f64| {
-            value
-                .parse::<f64>()
-                .ok()
-                .filter(|v| *v > 0.0 && *v <= max && v.is_finite())
-                .ok_or_else(|| format!("invalid {flag} `{value}` (0 < {flag} <= {max})"))
-        };
-        match flag {
-            "--clients" => {
-                parsed.clients = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=9000).contains(n))
-                    .ok_or_else(|| format!("invalid --clients `{value}` (1..=9000)"))?
-            }
-            "--rate" => parsed.rate = positive(1000.0)?,
-            "--seconds" => parsed.seconds = positive(600.0)?,
+    for (flag, value) in flag_values(args)? {
+        match flag.as_str() {
+            "--clients" => parsed.clients = count(&flag, &value, 1, 9000)?,
+            "--rate" => parsed.rate = positive(&flag, &value, 1000.0)?,
+            "--seconds" => parsed.seconds = positive(&flag, &value, 600.0)?,
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -101,16 +81,9 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!("==> cargo build --release -p zilla");
-    match cargo(&workspace_root())
-        .args(["build", "--release", "-p", "zilla"])
-        .status()
-    {
-        Ok(s) if s.success() => {}
-        _ => {
-            eprintln!("xtask bench h2: zilla failed to build");
-            return ExitCode::FAILURE;
-        }
+    if let Err(e) = crate::bench::release_zilla() {
+        eprintln!("xtask bench h2: {e}");
+        return ExitCode::FAILURE;
     }
     match bench(&args) {
         Ok((table, complete)) => {
@@ -126,87 +99,6 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// A CA and a `localhost` certificate it signed: PEM files for nginx and the client, a PKCS#12
-/// keystore for zilla's filesystem vault.
-fn make_certificates(dir: &Path) -> Result<(), String> {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Bench CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    )?;
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "localhost.key",
-            "-out",
-            "localhost.csr",
-        ],
-    )?;
-    fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .map_err(|e| e.to_string())?;
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "localhost.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "localhost.crt",
-        ],
-    )?;
-    openssl(
-        dir,
-        &[
-            "pkcs12",
-            "-export",
-            "-in",
-            "localhost.crt",
-            "-inkey",
-            "localhost.key",
-            "-name",
-            "localhost",
-            "-out",
-            "localhost.p12",
-            "-passout",
-            &format!("pass:{PASSWORD}"),
-        ],
-    )?;
-    Ok(())
 }
 
 /// The bench chain with HTTP/2 towards the client, over TLS when `tls`.
@@ -577,10 +469,9 @@ fn fan_out(
 
 /// Runs the h2 workloads; the table and whether every event arrived.
 pub(crate) fn bench(args: &Args) -> Result<(String, bool), String> {
-    let root = workspace_root();
-    let zilla_bin = target_dir(&root).join("release").join("zilla");
+    let zilla_bin = target_dir(&workspace_root()).join("release").join("zilla");
     let work = TempDir::new()?;
-    make_certificates(work.path())?;
+    crate::certs::localhost(work.path(), "Bench CA", PASSWORD)?;
     let tls = connector(&work.path().join("ca.pem"))?;
     let backend = Backend::start()?;
     let mut zillas = Vec::new();
@@ -752,7 +643,6 @@ fn table(results: &[(String, Results)]) -> String {
 
 /// Writes the table to `docs/bench/h2.md`.
 pub(crate) fn write_results(args: &Args, table: &str) {
-    let path = workspace_root().join("docs").join("bench").join("h2.md");
     let text = format!(
         "# `cargo xtask bench h2`: the latest run\n\n{}. HTTP/2 towards the clients, cleartext (prior \
          knowledge) and TLS (ALPN h2), {STREAMS_PER_CONNECTION} streams a connection; HTTP/1.1 to \
@@ -765,10 +655,7 @@ pub(crate) fn write_results(args: &Args, table: &str) {
         args.seconds,
         table.trim(),
     );
-    match fs::write(&path, text) {
-        Ok(()) => println!("(written to {})", path.display()),
-        Err(e) => println!("note: could not write {}: {e}", path.display()),
-    }
+    write_doc("h2.md", &text);
 }
 
 #[cfg(test)]

@@ -29,8 +29,10 @@ use std::time::{Duration, Instant};
 
 use zilla_spec::Zilla;
 
-use crate::bench::{flush, free_port, launch_nginx, local, nginx_or_install, stop_nginx, TempDir};
-use crate::{cargo, target_dir, workspace_root};
+use crate::bench::{
+    count, flag_values, flush, free_port, launch_nginx, local, nginx_or_install, positive,
+    stop_nginx, write_doc, TempDir,
+};
 
 /// Stack size of the client threads (one per stream).
 pub(crate) const CLIENT_STACK: usize = 64 * 1024;
@@ -71,36 +73,14 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         idle: 1000,
         workers: None,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let value = inline
-            .or_else(|| it.next().cloned())
-            .ok_or_else(|| format!("{flag} needs a value"))?;
-        let positive = |max: f64| {
-            value
-                .parse::<f64>()
-                .ok()
-                .filter(|v| *v > 0.0 && *v <= max && v.is_finite())
-                .ok_or_else(|| format!("invalid {flag} `{value}` (0 < {flag} <= {max})"))
-        };
-        let count = |min: usize, max: usize| {
-            value
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| format!("invalid {flag} `{value}` ({min}..={max})"))
-        };
-        match flag {
-            "--clients" => parsed.clients = count(1, 20_000)?,
-            "--rate" => parsed.rate = positive(10_000.0)?,
-            "--size" => parsed.size = count(48, 64 * 1024)?,
-            "--seconds" => parsed.seconds = positive(600.0)?,
-            "--idle" => parsed.idle = count(1, 50_000)?,
-            "--workers" => parsed.workers = Some(count(1, 256)?),
+    for (flag, value) in flag_values(args)? {
+        match flag.as_str() {
+            "--clients" => parsed.clients = count(&flag, &value, 1, 20_000)?,
+            "--rate" => parsed.rate = positive(&flag, &value, 10_000.0)?,
+            "--size" => parsed.size = count(&flag, &value, 48, 64 * 1024)?,
+            "--seconds" => parsed.seconds = positive(&flag, &value, 600.0)?,
+            "--idle" => parsed.idle = count(&flag, &value, 1, 50_000)?,
+            "--workers" => parsed.workers = Some(count(&flag, &value, 1, 256)?),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -781,16 +761,7 @@ impl Drop for NginxHttp {
 
 /// Returns whether every target delivered every event.
 fn bench_sse(args: &Args) -> Result<bool, String> {
-    let root = workspace_root();
-    println!("==> cargo build --release -p zilla");
-    let built = cargo(&root)
-        .args(["build", "--release", "-p", "zilla"])
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !built.success() {
-        return Err("zilla failed to build".into());
-    }
-    let zilla_bin = target_dir(&root).join("release").join("zilla");
+    let zilla_bin = crate::bench::release_zilla()?;
 
     let work = TempDir::new()?;
     let backend = Backend::start()?;
@@ -1525,7 +1496,6 @@ fn table(results: &[(&str, Results)]) -> String {
 /// Writes the table of this run, with its date, machine and workload, to
 /// `docs/bench/sse.md` (the README's performance section points there).
 fn write_results(args: &Args, table: &str) {
-    let path = workspace_root().join("docs").join("bench").join("sse.md");
     let date = Command::new("date")
         .arg("-u")
         .arg("+%Y-%m-%d %H:%M UTC")
@@ -1547,15 +1517,7 @@ fn write_results(args: &Args, table: &str) {
         args.idle,
         table.trim(),
     );
-    let written = path
-        .parent()
-        .map(fs::create_dir_all)
-        .and_then(Result::ok)
-        .and_then(|()| fs::write(&path, text).ok());
-    match written {
-        Some(()) => println!("(written to {})", path.display()),
-        None => println!("note: could not write {}", path.display()),
-    }
+    write_doc("sse.md", &text);
 }
 
 pub(crate) fn machine_note() -> String {

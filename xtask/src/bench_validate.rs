@@ -22,7 +22,6 @@ use zilla_spec::Zilla;
 
 use crate::bench::{free_port, TempDir};
 use crate::bench_sse::{clock_ticks_per_second, cpu_ticks};
-use crate::{cargo, target_dir, workspace_root};
 
 const SCHEMA: &str = r#"{"type":"object","properties":{"id":{"type":"integer","minimum":0},"name":{"type":"string"},"tag":{"type":"string","pattern":"^[a-z]+-[0-9]+$"},"price":{"type":"number"},"qty":{"type":"integer"},"active":{"type":"boolean"},"region":{"type":"string"},"ts":{"type":"integer"},"source":{"type":"string"},"note":{"type":"string"}},"required":["id","name","tag","price","qty","active","region","ts","source","note"]}"#;
 
@@ -200,16 +199,7 @@ fn config(port: u16, backend: u16, validate: bool) -> String {
 }
 
 fn bench(args: &Args) -> Result<(), String> {
-    let root = workspace_root();
-    println!("==> cargo build --release -p zilla");
-    let built = cargo(&root)
-        .args(["build", "--release", "-p", "zilla"])
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !built.success() {
-        return Err("zilla failed to build".into());
-    }
-    let bin = target_dir(&root).join("release").join("zilla");
+    let bin = crate::bench::release_zilla()?;
     let stop = Arc::new(AtomicBool::new(false));
     let backend = backend(stop.clone())?;
     let mut rows = Vec::new();

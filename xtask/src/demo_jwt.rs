@@ -10,26 +10,11 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::bench::TempDir;
+use crate::certs::openssl;
 use crate::demo::Guard;
 
 /// The keystore password of the run.
 const PASSWORD: &str = "generated";
-
-pub(crate) fn openssl(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .map_err(|e| format!("cannot run openssl ({e}): apt-get install openssl"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "openssl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(out.stdout)
-}
 
 /// base64url without padding.
 fn b64url(bytes: &[u8]) -> String {
@@ -91,83 +76,7 @@ pub(crate) fn prepare(root: &Path, dir: &Path) -> Result<(String, String), Strin
     copy_dir(&example.join("www"), &dir.join("www"))?;
     let tls = dir.join("tls");
     fs::create_dir_all(&tls).map_err(|e| e.to_string())?;
-    openssl(
-        &tls,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=Zilla Demo CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    )?;
-    openssl(
-        &tls,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "localhost.key",
-            "-out",
-            "localhost.csr",
-        ],
-    )?;
-    fs::write(
-        tls.join("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .map_err(|e| e.to_string())?;
-    openssl(
-        &tls,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "localhost.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "localhost.crt",
-        ],
-    )?;
-    openssl(
-        &tls,
-        &[
-            "pkcs12",
-            "-export",
-            "-in",
-            "localhost.crt",
-            "-inkey",
-            "localhost.key",
-            "-certfile",
-            "ca.pem",
-            "-name",
-            "localhost",
-            "-out",
-            "localhost.p12",
-            "-passout",
-            &format!("pass:{PASSWORD}"),
-        ],
-    )?;
+    crate::certs::localhost(&tls, "Zilla Demo CA", PASSWORD)?;
     let pubkey = openssl(&tls, &["x509", "-in", "localhost.crt", "-pubkey", "-noout"])?;
     fs::write(tls.join("localhost.pub"), pubkey).map_err(|e| e.to_string())?;
     let der = openssl(

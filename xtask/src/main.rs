@@ -28,6 +28,7 @@ mod bench_broadcast;
 mod bench_h2;
 mod bench_sse;
 mod bench_validate;
+mod certs;
 mod demo;
 mod demo_jwt;
 mod fuzz;

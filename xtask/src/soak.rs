@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use zilla_spec::Zilla;
 
 use crate::bench::{free_port, TempDir};
-use crate::{cargo, target_dir, workspace_root};
 
 struct Args {
     minutes: u64,
@@ -176,16 +175,13 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let root = workspace_root();
-    println!("==> cargo build --release -p zilla");
-    if !cargo(&root)
-        .args(["build", "--release", "-p", "zilla"])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        eprintln!("zilla failed to build");
-        return ExitCode::from(1);
-    }
+    let zilla_bin = match crate::bench::release_zilla() {
+        Ok(bin) => bin,
+        Err(e) => {
+            eprintln!("xtask soak: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let run = || -> Result<bool, String> {
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let backend_port = listener.local_addr().map_err(|e| e.to_string())?.port();
@@ -196,8 +192,8 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
         let port = free_port()?;
         let config = work.path().join("zilla.yaml");
         fs::write(&config, soak_config(port, backend_port)).map_err(|e| e.to_string())?;
-        let bin = target_dir(&root).join("release").join("zilla");
-        let mut zilla = Zilla::start(&bin, &config, &[], Some(work.path()))?;
+        let bin = &zilla_bin;
+        let mut zilla = Zilla::start(bin, &config, &[], Some(work.path()))?;
         zilla.wait_listening(&[port], Duration::from_secs(10))?;
         let pid = zilla.pid();
         let totals = Arc::new(Totals {
