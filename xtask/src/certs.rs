@@ -96,3 +96,58 @@ pub(crate) fn localhost(dir: &Path, ca_name: &str, password: &str) -> Result<(),
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn makes_a_ca_a_localhost_certificate_and_a_keystore() {
+        let dir = crate::bench::TempDir::new().unwrap();
+        localhost(dir.path(), "Test CA", "secret").unwrap();
+        let verified = openssl(
+            dir.path(),
+            &["verify", "-CAfile", "ca.pem", "localhost.crt"],
+        )
+        .unwrap();
+        assert!(String::from_utf8_lossy(&verified).contains("localhost.crt: OK"));
+        let text = openssl(
+            dir.path(),
+            &[
+                "x509",
+                "-in",
+                "localhost.crt",
+                "-noout",
+                "-ext",
+                "subjectAltName",
+            ],
+        )
+        .unwrap();
+        assert!(String::from_utf8_lossy(&text).contains("IP Address:127.0.0.1"));
+        let listed = openssl(
+            dir.path(),
+            &[
+                "pkcs12",
+                "-in",
+                "localhost.p12",
+                "-nokeys",
+                "-passin",
+                "pass:secret",
+            ],
+        )
+        .unwrap();
+        assert!(String::from_utf8_lossy(&listed).contains("friendlyName: localhost"));
+        assert!(openssl(
+            dir.path(),
+            &[
+                "pkcs12",
+                "-in",
+                "localhost.p12",
+                "-nokeys",
+                "-passin",
+                "pass:wrong"
+            ]
+        )
+        .is_err());
+    }
+}
