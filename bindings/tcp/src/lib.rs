@@ -14,6 +14,10 @@
 //!   kind: client
 //!   options: { host: sse-server, port: 8001 }
 //! ```
+//!
+//! Server properties: `zilla.binding.tcp.keepalive.{idle,interval,count}` and
+//! `zilla.binding.tcp.user.timeout` (half-open clients), `zilla.binding.tcp.max.connections`
+//! (connections open at once per server binding; at the limit new ones wait in the backlog).
 
 mod config;
 mod listeners;
@@ -93,6 +97,7 @@ impl BindingFactory for TcpFactory {
                         p.duration("zilla.binding.tcp.user.timeout", Duration::from_secs(60)),
                     )
                     .filter(|t| !t.is_zero()),
+                    limit: Arc::new(Limit::new(p.usize("zilla.binding.tcp.max.connections", 0))),
                 };
                 Ok(Box::new(TcpServer {
                     id: cx.id,
@@ -169,6 +174,65 @@ mod tokio_util_shim {
 struct Liveness {
     keepalive: Option<socket2::TcpKeepalive>,
     user_timeout: Option<Duration>,
+    /// Connections open at once (`zilla.binding.tcp.max.connections`).
+    limit: Arc<Limit>,
+}
+
+/// At most `max` connections open at once across a server's workers and ports (0: no limit).
+/// At the limit the accept loops wait, so new connections wait in the kernel's backlog (a
+/// client sees a slow connect, not a refusal) and are taken as others close.
+#[derive(Debug)]
+struct Limit {
+    max: usize,
+    open: std::sync::atomic::AtomicUsize,
+    freed: tokio::sync::Notify,
+}
+
+impl Limit {
+    fn new(max: usize) -> Limit {
+        Limit {
+            max,
+            open: std::sync::atomic::AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits until a connection may be accepted.
+    async fn room(&self) {
+        use std::sync::atomic::Ordering;
+        if self.max == 0 {
+            return;
+        }
+        loop {
+            let freed = self.freed.notified();
+            if self.open.load(Ordering::Acquire) < self.max {
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    /// Counts an accepted connection until the permit is dropped.
+    fn permit(self: &Arc<Self>) -> Permit {
+        self.open.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Permit(self.clone())
+    }
+
+    fn full(&self) -> bool {
+        self.max > 0 && self.open.load(std::sync::atomic::Ordering::Acquire) >= self.max
+    }
+}
+
+/// One open connection of a server.
+struct Permit(Arc<Limit>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.freed.notify_waiters();
+    }
 }
 
 struct TcpServer {
@@ -200,7 +264,19 @@ impl Binding for TcpServer {
                 let liveness = self.liveness.clone();
                 handle.spawn(async move {
                     let mut last_warned: Option<std::time::Instant> = None;
+                    let mut last_full: Option<std::time::Instant> = None;
                     loop {
+                        if liveness.limit.full() {
+                            if last_full.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1)) {
+                                last_full = Some(std::time::Instant::now());
+                                tracing::warn!(binding = %name, max = liveness.limit.max,
+                                    "connection limit reached (zilla.binding.tcp.max.connections): new connections wait in the backlog until others close; raise the limit or add replicas");
+                            }
+                            tokio::select! {
+                                _ = stopped.changed() => break,
+                                () = liveness.limit.room() => {}
+                            }
+                        }
                         tokio::select! {
                             _ = stopped.changed() => break,
                             accepted = listener.accept() => match accepted {
@@ -268,7 +344,13 @@ fn accept(
         destination: Some(Address::Socket(local)),
     };
     match graph.open_from::<Tcp>(id, exit, begin, None) {
-        Ok((tx, rx)) => graph.spawn(pump::pump(socket, tx, rx)),
+        Ok((tx, rx)) => {
+            let permit = (liveness.limit.max > 0).then(|| liveness.limit.permit());
+            graph.spawn(async move {
+                let _permit = permit;
+                pump::pump(socket, tx, rx).await;
+            })
+        }
         Err(_) => {
             tracing::debug!(binding = %name, %peer, exit = %graph.name(exit), "stream refused: connection closed")
         }

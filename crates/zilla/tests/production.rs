@@ -1,6 +1,6 @@
 //! What an operator meets in production, through the real binary: a port another zilla holds,
 //! the ready file, graceful drain on SIGTERM (and a second signal), running out of file
-//! descriptors, and an HTTP/2 rapid-reset flood.
+//! descriptors, an HTTP/2 rapid-reset flood, and the connection limit.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -282,4 +282,47 @@ fn an_http2_rapid_reset_flood_closes_the_connection() {
     let mut c = Client::get(port).unwrap();
     assert!(c.read_until("\r\n\r\n", 5 * SECOND), "{}", c.seen);
     assert!(c.seen.starts_with("HTTP/1.1 200"), "{}", c.seen);
+}
+
+/// `zilla.binding.tcp.max.connections`: at the limit a new connection waits in the backlog
+/// (said in the log) and is served as soon as another closes.
+#[test]
+fn at_the_connection_limit_new_connections_wait_until_one_closes() {
+    let port = free_port();
+    let config = format!(
+        "name: limit\nbindings:\n  tcp0:\n    type: tcp\n    kind: server\n    options: {{ host: 127.0.0.1, port: {port} }}\n    exit: echo0\n  echo0:\n    type: echo\n    kind: server\n"
+    );
+    let zilla = Zilla::start(
+        bin(),
+        &config,
+        Options {
+            args: vec!["-P".into(), "zilla.binding.tcp.max.connections=2".into()],
+            ..Options::default()
+        },
+    );
+    zilla.wait_for("listening on", 10 * SECOND);
+    let echo = |c: &mut TcpStream, text: &[u8], wait: Duration| -> Vec<u8> {
+        c.write_all(text).unwrap();
+        c.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = [0u8; 64];
+        match c.read(&mut buf) {
+            Ok(n) => buf[..n].to_vec(),
+            Err(_) => Vec::new(),
+        }
+    };
+    let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut second = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert_eq!(echo(&mut first, b"one", 5 * SECOND), b"one");
+    assert_eq!(echo(&mut second, b"two", 5 * SECOND), b"two");
+    // The third connects (the kernel's backlog) but is not served...
+    let mut third = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert_eq!(echo(&mut third, b"three", Duration::from_millis(700)), b"");
+    zilla.wait_for("connection limit reached", 5 * SECOND);
+    // ...until one of the others closes.
+    drop(first);
+    third.set_read_timeout(Some(5 * SECOND)).unwrap();
+    let mut buf = [0u8; 16];
+    let n = third.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"three");
+    assert_eq!(echo(&mut second, b"still", 5 * SECOND), b"still");
 }
