@@ -142,9 +142,9 @@ impl Handler<Http> for Inner {
         let (app_tx, app_rx, shared) = match shared {
             Some((tx, rx)) => (tx, rx, true),
             None => {
-                // Events that are neither checked nor stamped can come as framed upstream,
-                // several at once: the stream writes them without encoding each again.
-                begin.batch = rule.is_none() && !timestamps;
+                // Events that are not stamped can come as framed upstream, several at once:
+                // the stream checks each one's data and writes them without encoding again.
+                begin.batch = !timestamps;
                 let (tx, rx) = graph
                     .open_from::<Sse>(self.id, exit, begin, stream.session.clone())
                     .map_err(Reset::relay)?;

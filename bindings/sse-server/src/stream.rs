@@ -163,7 +163,13 @@ pub(crate) async fn run(
                         metrics.received.add(d.meta.events());
                     }
                     if let Some(rule) = &rule {
-                        if let Some(payload) = d.payload.take() {
+                        if d.meta.batch > 0 {
+                            // Events framed as they go out: each one's data checked, the bytes
+                            // of those that pass forwarded as they came.
+                            if !check_batch(&mut d, rule, &settings.rules, name, trace_id) {
+                                continue;
+                            }
+                        } else if let Some(payload) = d.payload.take() {
                             match settings.rules.check(rule, payload, name, trace_id) {
                                 Some(checked) => d.payload = Some(checked),
                                 None => continue,
@@ -364,6 +370,67 @@ fn data(bytes: Bytes) -> Frame<Http> {
 
 /// Encodes an event; the `timestamp:` line only when the client asked for timestamps and the
 /// event carries one (as Zilla: an event without a timestamp gets no line).
+/// Checks each event of a batch (`d.meta.batch` events framed as they go on the wire). When
+/// every one passes unchanged the batch goes on as it is; otherwise the frame is rebuilt from
+/// those that pass (one converted by its model is encoded again). False when none is left.
+fn check_batch(
+    d: &mut Data<SseEvent>,
+    rule: &Rule,
+    rules: &Rules,
+    name: &str,
+    trace_id: u64,
+) -> bool {
+    let wire = d.payload.take().unwrap_or_default();
+    // Set once the output differs from the input: the events kept so far.
+    let mut rebuilt: Option<bytes::BytesMut> = None;
+    let (mut kept, mut last_id) = (0u32, None);
+    for event in sse_codec::split_events(&wire) {
+        let checked = match &event.data {
+            None => Some(None),
+            Some(data) => rules.check(rule, data.clone(), name, trace_id).map(|out| {
+                let same = out.as_ptr() == data.as_ptr() && out.len() == data.len();
+                (!same).then_some(out)
+            }),
+        };
+        match checked {
+            Some(None) => {
+                if let Some(out) = &mut rebuilt {
+                    out.extend_from_slice(&wire[event.range.clone()]);
+                }
+            }
+            Some(Some(converted)) => {
+                let out = rebuilt.get_or_insert_with(|| wire[..event.range.start].into());
+                out.extend_from_slice(&encode(&Fields {
+                    timestamp: 0,
+                    id: event.id.as_deref(),
+                    event: event.event.as_deref(),
+                    data: Some(&converted),
+                }));
+            }
+            None => {
+                rebuilt.get_or_insert_with(|| wire[..event.range.start].into());
+                continue;
+            }
+        }
+        kept += 1;
+        if event.id.is_some() {
+            last_id = event.id;
+        }
+    }
+    if kept == 0 {
+        return false;
+    }
+    match rebuilt {
+        None => d.payload = Some(wire),
+        Some(out) => {
+            d.payload = Some(out.freeze());
+            d.meta.batch = kept;
+            d.meta.id = last_id;
+        }
+    }
+    true
+}
+
 fn event_bytes(d: &Data<SseEvent>, timestamps: bool) -> Bytes {
     let timestamp = if timestamps { d.meta.timestamp } else { 0 };
     encode(&Fields {

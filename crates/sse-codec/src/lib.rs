@@ -6,6 +6,8 @@
 
 mod encode;
 mod parse;
+mod split;
 
 pub use encode::{comment, encode, encoded_len, retry, Fields};
 pub use parse::{Event, Parser};
+pub use split::{split_events, WireEvent};

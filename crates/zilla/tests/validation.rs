@@ -200,6 +200,83 @@ async fn invalid_events_are_dropped_counted_and_reported_and_the_stream_goes_on(
     graph.detach();
 }
 
+/// Events that arrive together (one read, forwarded as one frame when they need no encoding)
+/// are each checked: the invalid ones are dropped and counted, the valid ones go out byte for
+/// byte as they came, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_arrive_together_are_checked_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("event.schema.json"), SCHEMA).unwrap();
+    let backend = SseBackend::start();
+    let port = free_port();
+    let config = config(port, backend.port())
+        + "telemetry:\n  metrics: [ sse.events.received, sse.events.sent, sse.events.dropped ]\n";
+    let config = Config::parse("zilla.yaml", &config, |_| None).unwrap();
+    let mut env = BuildEnv::new(Properties::default());
+    env.config_dir = dir.path().to_path_buf();
+    let graph = build(&config, &env).unwrap_or_else(|d| panic!("{d}"));
+    graph.attach().expect("listens");
+
+    let stream = tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(
+            b"GET /events/1 HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .unwrap();
+        assert!(backend.wait_requests(1, Duration::from_secs(5)));
+        // One write: the proxy reads them together.
+        let together = concat!(
+            "id:1\ndata:{\"id\":1}\n\n",
+            "id:2\ndata:{\"id\":-2}\n\n",
+            "event:tick\ndata:{\"id\":3,\ndata:\"name\":\"three\"}\n\n",
+            "data:not json\n\n",
+            "id:5\ndata:{\"id\":5}\n\n",
+            "id:6\n\n",
+        );
+        assert!(backend.send_to(0, together.as_bytes()));
+        assert!(backend.send_to(0, b"id:7\ndata:{\"id\":7}\n\n"));
+        read_until(&mut c, "data:{\"id\":7}\n\n", Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    let body = stream
+        .split("\r\n\r\n")
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join("\r\n\r\n");
+    let events: String = body
+        .split("\r\n")
+        .filter(|part| part.contains('\n'))
+        .collect();
+    assert_eq!(
+        events,
+        concat!(
+            "id:1\ndata:{\"id\":1}\n\n",
+            "event:tick\ndata:{\"id\":3,\ndata:\"name\":\"three\"}\n\n",
+            "id:5\ndata:{\"id\":5}\n\n",
+            "id:6\n\n",
+            "id:7\ndata:{\"id\":7}\n\n",
+        ),
+        "{stream}"
+    );
+    let metrics = graph.metrics();
+    let dropped = metrics.value(
+        "north_sse_server",
+        "sse.events.dropped",
+        &[("reason", "invalid")],
+    );
+    assert_eq!(dropped, Some(2));
+    assert_eq!(
+        metrics.value("north_sse_server", "sse.events.received", &[]),
+        Some(7)
+    );
+    assert_eq!(
+        metrics.value("north_sse_server", "sse.events.sent", &[]),
+        Some(5)
+    );
+    graph.detach();
+}
+
 /// `examples/sse.proxy.validate` as shipped (only its two ports moved to free ones), through
 /// the real binary, with curl as the client: the invalid event is dropped and logged, the valid
 /// one arrives.
