@@ -277,6 +277,36 @@ async fn a_request_sent_as_the_response_ends_reuses_the_connection() {
     );
 }
 
+/// The upstream closes a kept-alive connection just as the next request arrives on it (its
+/// keep-alive timeout racing the request): a request without a body goes again, once, on a
+/// new connection, and the app gets the answer, not a 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_closed_as_it_is_reused_is_retried_on_a_new_one() {
+    let b = backend(|mut s, n| async move {
+        let mut buf = Vec::new();
+        if read_head(&mut s, &mut buf).await.is_some() {
+            let body = format!("from connection {n}");
+            let out = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(out.as_bytes()).await.unwrap();
+        }
+        // The next request on this connection is read, then the connection closes unanswered.
+        if n == 0 {
+            let _ = read_head(&mut s, &mut buf).await;
+        }
+    })
+    .await;
+    let (graph, id) = graph(&[]);
+    let first = exchange(&graph, id, get(b.port, "/"), &[]).await;
+    assert_eq!(first.body, b"from connection 0");
+    let second = exchange(&graph, id, get(b.port, "/"), &[]).await;
+    assert_eq!(second.status(), "200");
+    assert_eq!(second.body, b"from connection 1");
+    assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_close_response_is_not_reused() {
     let b = backend(|mut s, _| async move {

@@ -185,7 +185,7 @@ pub(super) async fn lookup(
 /// Starts HTTP/2 on a fresh connection: preface and SETTINGS, then its task; the connection
 /// joins the pool and the first request gets a handle on it.
 pub(super) async fn handshake(cx: &Exchange, conn: Conn) -> Result<Handle, Failure> {
-    let Conn { tx, rx, slot } = conn;
+    let Conn { tx, rx, slot, .. } = conn;
     let io = StreamIo::new(tx, rx);
     let window = u32::try_from(cx.graph.window())
         .unwrap_or(u32::MAX)
@@ -427,7 +427,7 @@ async fn open_stream(
             return Err(closed());
         }
         let retry = tokio::select! {
-            retry = super::upstream(cx, request, session.clone(), deadline) => retry,
+            retry = super::upstream(cx, request, session.clone(), deadline, false) => retry,
             _ = app_tx.reset() => return Err(None),
         };
         match retry {

@@ -26,6 +26,9 @@
 //!   free the app gets `503` with `retry-after: 0`. An idle connection is closed when the upstream
 //!   closes it or sends anything, after `zilla.binding.http.client.idle.timeout` (default 60s),
 //!   and at shutdown.
+//! - A kept-alive connection the upstream closes just as a request is written on it (the
+//!   upstream's keep-alive timeout racing the request) fails before any response: a request
+//!   without a body is sent again, once, on a new connection.
 //! - Failures before the response began are answered to the app: `502` if the connection is
 //!   refused, or reset, closed or garbled before a response head; `504` if no response head came
 //!   within `zilla.binding.http.client.response.timeout` (default 30s, counted from the request,
@@ -372,10 +375,10 @@ impl Pool {
         self.origins.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn checkout(self: &Arc<Self>, key: &Key) -> Checkout {
+    fn checkout(self: &Arc<Self>, key: &Key, fresh: bool) -> Checkout {
         let mut origins = self.lock();
         let origin = origins.entry(key.clone()).or_default();
-        while let Some(handle) = origin.idle.pop() {
+        while let Some(handle) = origin.idle.pop().filter(|_| !fresh) {
             if !handle.is_closed() {
                 return Checkout::Idle(handle);
             }
@@ -426,12 +429,14 @@ struct Conn {
     tx: Tx<Tcp>,
     rx: Rx<Tcp>,
     slot: Slot,
+    /// Taken from the pool (kept alive after an earlier exchange), not new.
+    reused: bool,
 }
 
 impl Conn {
     /// Closes cleanly (FIN upstream).
     fn close(self) {
-        let Conn { tx, rx, slot } = self;
+        let Conn { tx, rx, slot, .. } = self;
         tx.end(None);
         drop(rx);
         drop(slot);
@@ -503,6 +508,7 @@ async fn upstream(
     request: &Request,
     session: Option<Arc<Session>>,
     deadline: Instant,
+    fresh: bool,
 ) -> Result<Upstream, Failure> {
     if cx.versions.h2 {
         match h2::lookup(cx, &request.key, cx.versions.prior_knowledge(), deadline).await? {
@@ -516,7 +522,7 @@ async fn upstream(
             h2::Lookup::None => {}
         }
     }
-    cx.acquire(request, session, deadline).await
+    cx.acquire(request, session, deadline, fresh).await
 }
 
 /// Why a request got no upstream response.
@@ -576,19 +582,21 @@ impl Exchange {
         }
     }
 
-    /// An idle connection of the origin, or a new one, or why there is none.
+    /// An idle connection of the origin (unless `fresh`), or a new one, or why there is none.
     async fn acquire(
         &self,
         request: &Request,
         session: Option<Arc<Session>>,
         deadline: Instant,
+        fresh: bool,
     ) -> Result<Upstream, Failure> {
         loop {
-            match self.pool.checkout(&request.key) {
+            match self.pool.checkout(&request.key, fresh) {
                 Checkout::Idle(handle) => {
                     let (reply, taken) = oneshot::channel();
                     if handle.send(reply).is_ok() {
-                        if let Ok(conn) = taken.await {
+                        if let Ok(mut conn) = taken.await {
+                            conn.reused = true;
                             return Ok(Upstream::H1(conn));
                         }
                     }
@@ -650,7 +658,15 @@ impl Exchange {
                         }
                         _ => self.versions.prior_knowledge(),
                     };
-                    return Ok((Conn { tx, rx, slot }, h2));
+                    return Ok((
+                        Conn {
+                            tx,
+                            rx,
+                            slot,
+                            reused: false,
+                        },
+                        h2,
+                    ));
                 }
                 Some(Frame::Flush) => {}
                 _ => return Err(Failure::bad_gateway("connection refused")),
@@ -700,46 +716,78 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
     // The request was built from it: don't keep it for the life of the exchange.
     drop(begin);
     let deadline = Instant::now() + cx.response_timeout;
-    // Boxed, like the HTTP/2 exchange below: they are not part of the long-lived state of an
-    // HTTP/1.1 exchange (an event stream's task stays small while it waits).
-    let acquired = tokio::select! {
-        conn = Box::pin(upstream(&cx, &request, session.clone(), deadline)) => conn,
-        // The app went away while connecting: nothing to answer.
-        _ = app_tx.reset() => return,
-    };
-    let conn = match acquired {
-        Ok(Upstream::H1(conn)) => conn,
-        Ok(Upstream::H2(handle)) => {
-            return Box::pin(h2::exchange(
-                cx, app_rx, app_tx, request, handle, session, deadline,
-            ))
-            .await
-        }
-        Err(failure) => return cx.reply(app_tx, failure, &request.destination),
-    };
-    let Conn {
-        tx: mut up_tx,
-        rx: mut up_rx,
-        slot,
-    } = conn;
-
-    let (sent, received) = {
-        let send = send_request(&mut app_rx, &mut up_tx, request.head.clone(), request.body);
-        let receive =
-            receive_response(&cx, &mut up_rx, &mut app_tx, deadline, request.head_request);
-        tokio::pin!(send, receive);
-        let mut sent = None;
-        loop {
-            tokio::select! {
-                s = &mut send, if sent.is_none() => {
-                    sent = Some(s);
-                    if s == Sent::AppFailed {
-                        break (sent, None);
-                    }
-                }
-                r = &mut receive => break (sent, Some(r)),
+    // A kept-alive connection the upstream closed just as it was taken (its FIN not yet seen)
+    // fails before any response: a request without a body goes again, once, on a new one.
+    let mut fresh = false;
+    // The app's request ended in the first attempt: a retry writes the head only.
+    let mut app_ended = false;
+    let (sent, received, up_tx, up_rx, slot) = loop {
+        // Boxed, like the HTTP/2 exchange below: they are not part of the long-lived state of
+        // an HTTP/1.1 exchange (an event stream's task stays small while it waits).
+        let acquired = tokio::select! {
+            conn = Box::pin(upstream(&cx, &request, session.clone(), deadline, fresh)) => conn,
+            // The app went away while connecting: nothing to answer.
+            _ = app_tx.reset() => return,
+        };
+        let conn = match acquired {
+            Ok(Upstream::H1(conn)) => conn,
+            Ok(Upstream::H2(handle)) => {
+                return Box::pin(h2::exchange(
+                    cx, app_rx, app_tx, request, handle, session, deadline,
+                ))
+                .await
             }
+            Err(failure) => return cx.reply(app_tx, failure, &request.destination),
+        };
+        let Conn {
+            tx: mut up_tx,
+            rx: mut up_rx,
+            slot,
+            reused,
+        } = conn;
+
+        let (sent, received) = {
+            let send = async {
+                if app_ended {
+                    match up_tx
+                        .send(Frame::Data(Data::bytes(request.head.clone())))
+                        .await
+                    {
+                        Ok(()) => Sent::Complete,
+                        Err(_) => Sent::UpstreamGone,
+                    }
+                } else {
+                    send_request(&mut app_rx, &mut up_tx, request.head.clone(), request.body).await
+                }
+            };
+            let receive =
+                receive_response(&cx, &mut up_rx, &mut app_tx, deadline, request.head_request);
+            tokio::pin!(send, receive);
+            let mut sent = None;
+            loop {
+                tokio::select! {
+                    s = &mut send, if sent.is_none() => {
+                        sent = Some(s);
+                        if s == Sent::AppFailed {
+                            break (sent, None);
+                        }
+                    }
+                    r = &mut receive => break (sent, Some(r)),
+                }
+            }
+        };
+        if reused
+            && !fresh
+            && request.body == RequestBody::None
+            && matches!(received, Some(Received::NoResponse(_)))
+        {
+            tracing::debug!(binding = %cx.name, destination = %request.destination,
+                "a kept-alive upstream connection was closed as it was reused: sending the request on a new one");
+            fresh = true;
+            app_ended = sent == Some(Sent::Complete);
+            continue;
         }
+        break (sent, received, up_tx, up_rx, slot);
     };
     // A request without a body is complete once its head is written.
     let complete = sent == Some(Sent::Complete)
@@ -755,6 +803,7 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
                 tx: up_tx,
                 rx: up_rx,
                 slot,
+                reused: true,
             };
             cx.graph
                 .spawn(watch_idle(cx.graph.clone(), conn, take, cx.idle_timeout));
