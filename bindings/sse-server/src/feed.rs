@@ -15,7 +15,9 @@
 //! `Bytes`.
 //!
 //! If the upstream ends or fails, the feed opens it again once with the last event id it saw;
-//! its clients stay connected and see no gap when the backend honours `Last-Event-ID`.
+//! its clients stay connected and see no gap when the backend honours `Last-Event-ID`. If it
+//! goes away again the feed ends, its clients reconnect with their last id, and the first of
+//! them opens a new feed after that id, which the others coming back with the same id share.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -103,6 +105,10 @@ enum Status {
 struct Ring {
     events: VecDeque<(Item, Instant)>,
     bytes: usize,
+    /// The id the feed's upstream was first opened after (a client reconnecting with it made
+    /// the feed), while the window still holds every event since: a client with that id gets
+    /// the whole window.
+    origin: Option<Bytes>,
 }
 
 struct Feed {
@@ -176,14 +182,16 @@ impl Feeds {
             let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
             let feed = match map.get(&key) {
                 Some(f) if !matches!(*f.status.borrow(), Status::Ended) => f.clone(),
-                // No feed to replay from: the client goes upstream on its own.
-                _ if begin.last_id.is_some() => return None,
+                // No feed yet: this client makes it. With a Last-Event-ID (its clients came
+                // back after the upstream went away) the upstream is opened after that id,
+                // and clients that come back with the same id share it from its start.
                 _ => {
                     let feed = Arc::new(Feed {
                         key: key.clone(),
                         ring: Mutex::new(Ring {
                             events: VecDeque::new(),
                             bytes: 0,
+                            origin: begin.last_id.clone(),
                         }),
                         tx: broadcast::channel(self.share.queue).0,
                         status: watch::channel(Status::Opening).0,
@@ -192,7 +200,7 @@ impl Feeds {
                     map.insert(key, feed.clone());
                     self.active.inc();
                     let upstream = SseBegin {
-                        last_id: None,
+                        last_id: begin.last_id.clone(),
                         timestamps: false,
                         batch: false,
                         ..begin.clone()
@@ -214,13 +222,19 @@ impl Feeds {
             let replay: Vec<Item> = match &begin.last_id {
                 None => Vec::new(),
                 Some(last) => {
-                    let at = ring
+                    let from = match ring
                         .events
                         .iter()
-                        .rposition(|(e, _)| e.id.as_ref() == Some(last))?;
+                        .rposition(|(e, _)| e.id.as_ref() == Some(last))
+                    {
+                        Some(at) => at + 1,
+                        None if ring.origin.as_ref() == Some(last) => 0,
+                        // Not in the window: the client goes upstream on its own.
+                        None => return None,
+                    };
                     ring.events
                         .iter()
-                        .skip(at + 1)
+                        .skip(from)
                         .map(|(e, _)| e.clone())
                         .collect()
                 }
@@ -254,6 +268,8 @@ impl Feeds {
             let Some((old, _)) = ring.events.pop_front() else {
                 break;
             };
+            // The window no longer starts at the origin.
+            ring.origin = None;
             ring.bytes -= old.wire.len();
             self.buffered.add(-(old.wire.len() as i64));
         }
@@ -313,7 +329,8 @@ async fn run_feed(
     (rule, settings): (Option<Arc<Rule>>, Arc<Settings>),
 ) {
     let mut clients = feed.clients.subscribe();
-    let mut last_id: Option<Bytes> = None;
+    // Where the upstream resumes: the origin id until an event carries one.
+    let mut last_id: Option<Bytes> = begin.last_id.clone();
     let mut ever_open = false;
     let mut reopened = false;
     let shutdown = graph.shutdown().clone();
@@ -467,6 +484,8 @@ async fn forward(
     }
     loop {
         tokio::select! {
+            // Events before the feed's end.
+            biased;
             received = rx.recv() => match received {
                 Ok(item) => match deliver(&mut reply_tx, item, &rx, queue).await {
                     Delivered::Yes => {}
@@ -485,6 +504,18 @@ async fn forward(
             frame = req_rx.recv() => {
                 if !matches!(frame, Some(Frame::Begin(_) | Frame::Data(_) | Frame::Flush)) {
                     return;
+                }
+            }
+            changed = status.changed() => {
+                if changed.is_err() || matches!(*status.borrow_and_update(), Status::Ended) {
+                    // The feed is over: what it published before goes out, then the stream
+                    // ends cleanly and the client reconnects with its last id.
+                    while let Ok(item) = rx.try_recv() {
+                        if !matches!(deliver(&mut reply_tx, item, &rx, queue).await, Delivered::Yes) {
+                            return;
+                        }
+                    }
+                    return reply_tx.end(None);
                 }
             }
         }

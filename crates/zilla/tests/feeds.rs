@@ -254,7 +254,7 @@ fn a_reconnecting_client_is_replayed_from_memory_inside_the_window_and_goes_upst
 fn an_ended_upstream_is_opened_again_with_the_last_id_and_clients_stay() {
     let backend = SseBackend::start();
     let port = free_port();
-    let _zilla = start(&config(port, backend.port(), Some("{ linger: 1 }"), None));
+    let zilla = start(&config(port, backend.port(), Some("{ linger: 1 }"), None));
     let mut clients: Vec<Client> = (0..2).map(|_| Client::get(port, "/events", "")).collect();
     assert!(backend.wait_requests(1, 5 * SECOND));
     for i in 1..=2 {
@@ -270,11 +270,63 @@ fn an_ended_upstream_is_opened_again_with_the_last_id_and_clients_stay() {
     );
     let head = backend.requests()[1].to_ascii_lowercase();
     assert!(head.contains("\r\nlast-event-id: 2\r\n"), "{head}");
-    assert!(backend.send_to(1, &event(3)));
+    assert!(
+        backend.send_to(1, &event(3)),
+        "the reopened stream is open: {:?}, {} open\n{}",
+        backend.requests(),
+        backend.open_streams(),
+        zilla.stderr().join("\n")
+    );
     for c in &mut clients {
         assert!(c.read_until("data:event 3\n\n", 5 * SECOND), "{}", c.seen);
         assert!(!c.closed, "the client's stream went on");
         assert_eq!(c.ids(), ["1", "2", "3"]);
+    }
+}
+
+/// When the upstream goes away for good, the feed ends and its clients reconnect with their
+/// last id, as EventSource does: they share one new upstream stream, opened after that id.
+#[test]
+fn clients_coming_back_with_the_same_last_id_share_one_new_upstream() {
+    let backend = SseBackend::start();
+    let port = free_port();
+    let _zilla = start(&config(port, backend.port(), Some("{ linger: 1 }"), None));
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::get(port, "/events", "")).collect();
+    assert!(backend.wait_requests(1, 5 * SECOND));
+    for i in 1..=2 {
+        assert!(backend.send_to(0, &event(i)));
+    }
+    for c in &mut clients {
+        assert!(c.read_until("data:event 2\n\n", 5 * SECOND), "{}", c.seen);
+    }
+    // Ended, reopened once with id 2, ended again: the feed is over.
+    backend.end(0);
+    assert!(backend.wait_requests(2, 5 * SECOND));
+    backend.end(1);
+    for c in &mut clients {
+        c.read_until("\r\n0\r\n\r\n", 5 * SECOND);
+        assert!(
+            c.seen.ends_with("\r\n0\r\n\r\n"),
+            "ended cleanly: {:?}",
+            c.seen
+        );
+    }
+    // Back with Last-Event-ID 2: one new upstream stream between the three, after id 2.
+    let mut back: Vec<Client> = (0..3)
+        .map(|_| Client::get(port, "/events", "last-event-id: 2\r\n"))
+        .collect();
+    assert!(backend.wait_requests(3, 5 * SECOND));
+    for c in &mut back {
+        assert!(c.read_until("\r\n\r\n", 5 * SECOND), "{}", c.seen);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(backend.requests().len(), 3, "one upstream for the three");
+    let head = backend.requests()[2].to_ascii_lowercase();
+    assert!(head.contains("\r\nlast-event-id: 2\r\n"), "{head}");
+    assert!(backend.send_to(2, &event(3)));
+    for c in &mut back {
+        assert!(c.read_until("data:event 3\n\n", 5 * SECOND), "{}", c.seen);
+        assert_eq!(c.ids(), ["3"]);
     }
 }
 
