@@ -212,10 +212,23 @@ impl Limit {
         }
     }
 
-    /// Counts an accepted connection until the permit is dropped.
-    fn permit(self: &Arc<Self>) -> Permit {
-        self.open.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        Permit(self.clone())
+    /// A place for an accepted connection, waiting for one when all are taken (the accept
+    /// loops of several workers may each have taken a connection as the last place went).
+    async fn acquire(self: &Arc<Self>) -> Permit {
+        use std::sync::atomic::Ordering;
+        loop {
+            let freed = self.freed.notified();
+            let reserved = self
+                .open
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < self.max).then_some(n + 1)
+                })
+                .is_ok();
+            if reserved {
+                return Permit(self.clone());
+            }
+            freed.await;
+        }
     }
 
     fn full(&self) -> bool {
@@ -280,7 +293,17 @@ impl Binding for TcpServer {
                         tokio::select! {
                             _ = stopped.changed() => break,
                             accepted = listener.accept() => match accepted {
-                                Ok((socket, peer)) => accept(&graph, (id, &name), (&routes, &liveness), socket, peer),
+                                Ok((socket, peer)) => {
+                                    let permit = if liveness.limit.max > 0 {
+                                        tokio::select! {
+                                            _ = stopped.changed() => break,
+                                            permit = liveness.limit.acquire() => Some(permit),
+                                        }
+                                    } else {
+                                        None
+                                    };
+                                    accept(&graph, (id, &name), (&routes, &liveness), (socket, peer), permit)
+                                }
                                 Err(e) => {
                                     // Out of file descriptors and the like: back off, don't
                                     // spin; the connection waits in the backlog and is taken
@@ -316,8 +339,8 @@ fn accept(
     graph: &Arc<Graph>,
     (id, name): (BindingId, &str),
     (routes, liveness): (&Routes<TcpCondition, Nothing>, &Liveness),
-    socket: TcpStream,
-    peer: SocketAddr,
+    (socket, peer): (TcpStream, SocketAddr),
+    permit: Option<Permit>,
 ) {
     let Ok(local) = socket.local_addr() else {
         return;
@@ -344,13 +367,10 @@ fn accept(
         destination: Some(Address::Socket(local)),
     };
     match graph.open_from::<Tcp>(id, exit, begin, None) {
-        Ok((tx, rx)) => {
-            let permit = (liveness.limit.max > 0).then(|| liveness.limit.permit());
-            graph.spawn(async move {
-                let _permit = permit;
-                pump::pump(socket, tx, rx).await;
-            })
-        }
+        Ok((tx, rx)) => graph.spawn(async move {
+            let _permit = permit;
+            pump::pump(socket, tx, rx).await;
+        }),
         Err(_) => {
             tracing::debug!(binding = %name, %peer, exit = %graph.name(exit), "stream refused: connection closed")
         }

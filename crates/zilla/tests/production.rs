@@ -296,7 +296,13 @@ fn at_the_connection_limit_new_connections_wait_until_one_closes() {
         bin(),
         &config,
         Options {
-            args: vec!["-P".into(), "zilla.binding.tcp.max.connections=2".into()],
+            // Several workers, each with an accept loop: the limit holds across them.
+            args: vec![
+                "-w".into(),
+                "4".into(),
+                "-P".into(),
+                "zilla.binding.tcp.max.connections=2".into(),
+            ],
             ..Options::default()
         },
     );
