@@ -174,13 +174,19 @@ fn a_backend_killed_mid_stream_ends_streams_and_they_resume_after_it_restarts() 
 }
 
 /// 10,000 connections opened and dropped, half of them reset mid-stream: open file
-/// descriptors come back to where they were and memory stays within 5% (after a warm-up that
-/// lets the allocator settle).
+/// descriptors come back to where they were, memory stays within 5% (after a warm-up that
+/// lets the allocator settle), and no stream is left open on any binding (`zilla metrics`:
+/// every `stream.active.*` gauge back to 0, as many streams ended, cleanly or not, as opened).
 #[test]
 fn churn_leaves_fds_and_memory_where_they_were() {
     let backend = SseBackend::start();
     let port = free_port();
-    let zilla = Zilla::start(bin(), &config(port, backend.port()), Options::default());
+    // Every binding counts its streams.
+    let counted = format!(
+        "telemetry:\n  metrics: [ stream.active.received, stream.active.sent, stream.opens.received, stream.closes.received, stream.errors.received ]\n{}",
+        config(port, backend.port()).replace("    kind: ", "    telemetry: { metrics: [ \"stream.*\" ] }\n    kind: ")
+    );
+    let zilla = Zilla::start(bin(), &counted, Options::default());
     zilla.wait_for("listening on", 10 * SECOND);
     let pid = zilla.pid();
     let cycle = |i: usize| {
@@ -220,6 +226,55 @@ fn churn_leaves_fds_and_memory_where_they_were() {
         rss_after * 100 <= rss * 105,
         "RSS {rss} KiB before, {rss_after} KiB after 10,000 connections"
     );
+    let out = Command::new(bin())
+        .arg("metrics")
+        .current_dir(zilla.dir())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<(String, String, u64)> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                cols.get(1)?.to_string(),
+                cols.get(2)?.to_string(),
+                cols.get(3)?.parse().ok()?,
+            ))
+        })
+        .collect();
+    let value = |binding: &str, metric: &str| {
+        rows.iter()
+            .find(|(b, m, _)| b == binding && m == metric)
+            .map(|r| r.2)
+    };
+    assert_eq!(
+        value("north_tcp_server", "stream.active.sent"),
+        Some(0),
+        "the tcp server has streams left:\n{table}"
+    );
+    for binding in [
+        "north_http_server",
+        "north_sse_server",
+        "south_sse_client",
+        "south_http_client",
+        "south_tcp_client",
+    ] {
+        assert_eq!(
+            value(binding, "stream.active.received"),
+            Some(0),
+            "{binding} has streams left:\n{table}"
+        );
+        let opens = value(binding, "stream.opens.received").unwrap_or(0);
+        assert!(opens >= 11_000, "{binding} counted {opens} opens:\n{table}");
+        let ended = value(binding, "stream.closes.received").unwrap_or(0)
+            + value(binding, "stream.errors.received").unwrap_or(0);
+        assert_eq!(
+            ended, opens,
+            "{binding}: every stream opened ended:\n{table}"
+        );
+    }
 }
 
 /// 1,000 streams flow while the config is reloaded twice: a valid change that leaves their
