@@ -307,6 +307,32 @@ async fn a_kept_alive_connection_closed_as_it_is_reused_is_retried_on_a_new_one(
     assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
 }
 
+/// Only a safe method is sent again: a `DELETE` on a kept-alive connection the upstream closes
+/// unanswered gets `502`, and reaches no second connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsafe_request_on_a_closed_kept_alive_connection_is_not_sent_again() {
+    let b = backend(|mut s, _| async move {
+        let mut buf = Vec::new();
+        if read_head(&mut s, &mut buf).await.is_some() {
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+        }
+        let _ = read_head(&mut s, &mut buf).await;
+    })
+    .await;
+    let (graph, id) = graph(&[]);
+    assert_eq!(
+        exchange(&graph, id, get(b.port, "/"), &[]).await.body,
+        b"ok"
+    );
+    let mut delete = get(b.port, "/");
+    delete.set(":method", "DELETE");
+    let reply = exchange(&graph, id, delete, &[]).await;
+    assert_eq!(reply.status(), "502");
+    assert_eq!(b.accepted.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_close_response_is_not_reused() {
     let b = backend(|mut s, _| async move {

@@ -27,8 +27,9 @@
 //!   closes it or sends anything, after `zilla.binding.http.client.idle.timeout` (default 60s),
 //!   and at shutdown.
 //! - A kept-alive connection the upstream closes just as a request is written on it (the
-//!   upstream's keep-alive timeout racing the request) fails before any response: a request
-//!   without a body is sent again, once, on a new connection.
+//!   upstream's keep-alive timeout racing the request) is closed before a byte of response: a
+//!   `GET` or `HEAD` is sent again, once, on a new connection (a response timeout or a garbled
+//!   answer is not retried, nor is any other method).
 //! - Failures before the response began are answered to the app: `502` if the connection is
 //!   refused, or reset, closed or garbled before a response head; `504` if no response head came
 //!   within `zilla.binding.http.client.response.timeout` (default 30s, counted from the request,
@@ -216,6 +217,8 @@ struct Request {
     head: Bytes,
     body: RequestBody,
     head_request: bool,
+    /// `GET` or `HEAD`: safe to send again when a kept-alive connection closed under it.
+    safe: bool,
     /// The request headers (overrides applied), for HTTP/2.
     headers: Headers,
 }
@@ -270,9 +273,9 @@ impl Handler<Http> for ClientInner {
                 String::from_utf8_lossy(&authority)
             ))
         })?;
-        let head_request = headers
-            .get(":method")
-            .is_some_and(|m| m.as_ref() == b"HEAD");
+        let method = headers.get(":method").map(|m| m.as_ref());
+        let head_request = method == Some(b"HEAD");
+        let safe = head_request || method == Some(b"GET");
         let request = Request {
             key: Key {
                 exit,
@@ -283,6 +286,7 @@ impl Handler<Http> for ClientInner {
             head,
             body,
             head_request,
+            safe,
             headers: if self.versions.h2 {
                 std::mem::take(headers)
             } else {
@@ -378,9 +382,11 @@ impl Pool {
     fn checkout(self: &Arc<Self>, key: &Key, fresh: bool) -> Checkout {
         let mut origins = self.lock();
         let origin = origins.entry(key.clone()).or_default();
-        while let Some(handle) = origin.idle.pop().filter(|_| !fresh) {
-            if !handle.is_closed() {
-                return Checkout::Idle(handle);
+        if !fresh {
+            while let Some(handle) = origin.idle.pop() {
+                if !handle.is_closed() {
+                    return Checkout::Idle(handle);
+                }
             }
         }
         if origin.open < self.max {
@@ -701,6 +707,8 @@ enum Received {
     AppGone,
     /// The upstream failed before the response head.
     NoResponse(Failure),
+    /// The upstream closed or reset the connection before sending a byte of a response.
+    Closed(Failure),
     /// The upstream failed after the response began (the reply was aborted).
     Broken(String),
 }
@@ -778,8 +786,9 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
         };
         if reused
             && !fresh
+            && request.safe
             && request.body == RequestBody::None
-            && matches!(received, Some(Received::NoResponse(_)))
+            && matches!(received, Some(Received::Closed(_)))
         {
             tracing::debug!(binding = %cx.name, destination = %request.destination,
                 "a kept-alive upstream connection was closed as it was reused: sending the request on a new one");
@@ -819,7 +828,7 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
             // resets it (never reused).
             let _ = app_tx.push(Frame::End(end));
         }
-        Some(Received::NoResponse(failure)) => {
+        Some(Received::NoResponse(failure) | Received::Closed(failure)) => {
             drop((up_tx, up_rx));
             cx.reply(app_tx, failure, &request.destination);
         }
@@ -910,6 +919,7 @@ async fn receive_response(
     head_request: bool,
 ) -> Received {
     let mut reader = HeadReader::default();
+    let mut answered = false;
     let (head, mut input) = loop {
         let frame = tokio::select! {
             _ = app.reset() => return Received::AppGone,
@@ -919,21 +929,32 @@ async fn receive_response(
         match frame {
             Some(Frame::Data(Data {
                 payload: Some(p), ..
-            })) => match reader.push(p, head_request) {
-                Ok(Some(done)) => break done,
-                Ok(None) => {}
-                Err(e) => return Received::NoResponse(Failure::bad_gateway(e.to_string())),
-            },
+            })) => {
+                answered |= !p.is_empty();
+                match reader.push(p, head_request) {
+                    Ok(Some(done)) => break done,
+                    Ok(None) => {}
+                    Err(e) => return Received::NoResponse(Failure::bad_gateway(e.to_string())),
+                }
+            }
             Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush) => {}
             Some(Frame::End(_)) => {
-                return Received::NoResponse(Failure::bad_gateway(
-                    "the upstream closed the connection before a response",
-                ))
+                let failure =
+                    Failure::bad_gateway("the upstream closed the connection before a response");
+                return if answered {
+                    Received::NoResponse(failure)
+                } else {
+                    Received::Closed(failure)
+                };
             }
             Some(Frame::Abort(_)) | None => {
-                return Received::NoResponse(Failure::bad_gateway(
-                    "the upstream reset the connection before a response",
-                ))
+                let failure =
+                    Failure::bad_gateway("the upstream reset the connection before a response");
+                return if answered {
+                    Received::NoResponse(failure)
+                } else {
+                    Received::Closed(failure)
+                };
             }
         }
     };
