@@ -40,16 +40,18 @@ pub(crate) fn serve(dir: &Path, metrics: Metrics) -> Option<Admin> {
         tracing::warn!(dir = %dir.display(), error = %e, "cannot create the engine directory: `zilla metrics` will not find this engine, and no ready file is written");
         return None;
     }
+    // Another engine's directory is left alone: its ready file is its own (this engine neither
+    // writes nor, at drain, removes it).
+    let socket = dir.join("metrics.sock");
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        tracing::warn!(dir = %dir.display(), "another engine serves this engine directory: set zilla.engine.directory to tell them apart");
+        return None;
+    }
     // Deleted and created again, as Zilla does: a probe never sees a stale one.
     let ready = dir.join("ready");
     let _ = std::fs::remove_file(&ready);
     if let Err(e) = std::fs::write(&ready, b"") {
         tracing::warn!(file = %ready.display(), error = %e, "cannot write the ready file");
-    }
-    let socket = dir.join("metrics.sock");
-    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-        tracing::warn!(dir = %dir.display(), "another engine serves this engine directory: set zilla.engine.directory to tell them apart");
-        return None;
     }
     let _ = std::fs::remove_file(&socket);
     let listener = match tokio::net::UnixListener::bind(&socket) {

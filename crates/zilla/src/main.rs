@@ -350,7 +350,10 @@ async fn run(
          (zilla.engine.drain.timeout), then end cleanly so their clients reconnect elsewhere; \
          a second signal stops at once"
     );
-    let _ = std::fs::remove_file(admin::directory(engine.properties()).join("ready"));
+    // Only this engine's own ready file (not one another engine in the same directory wrote).
+    if _admin.is_some() {
+        let _ = std::fs::remove_file(admin::directory(engine.properties()).join("ready"));
+    }
     tokio::select! {
         drained = engine.shutdown(drain, grace) => {
             if !drained {

@@ -332,3 +332,54 @@ fn at_the_connection_limit_new_connections_wait_until_one_closes() {
     assert_eq!(&buf[..n], b"three");
     assert_eq!(echo(&mut second, b"still", 5 * SECOND), b"still");
 }
+
+/// A second engine started in the same directory leaves the first one's ready file (and its
+/// `zilla metrics` socket) alone, and stopping it does not remove them.
+#[test]
+fn a_second_engine_in_the_same_directory_leaves_the_first_ones_ready_file_alone() {
+    let first_port = free_port();
+    let echo = |port: u16| {
+        format!(
+            "name: ready\nbindings:\n  tcp0:\n    type: tcp\n    kind: server\n    options: {{ host: 127.0.0.1, port: {port} }}\n    exit: echo0\n  echo0:\n    type: echo\n    kind: server\n"
+        )
+    };
+    let first = Zilla::start(bin(), &echo(first_port), Options::default());
+    first.wait_for("listening on", 10 * SECOND);
+    let ready = first.dir().join(".zilla/engine/ready");
+    assert!(ready.exists());
+
+    let other = tempfile::tempdir().unwrap();
+    let config = other.path().join("zilla.yaml");
+    std::fs::write(&config, echo(free_port())).unwrap();
+    let mut second = Command::new(bin())
+        .args(["start", "-c", config.to_str().unwrap()])
+        .current_dir(first.dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + 10 * SECOND;
+    let mut out = String::new();
+    let mut stderr = std::io::BufReader::new(second.stderr.take().unwrap());
+    while !out.contains("another engine serves this engine directory") && Instant::now() < deadline
+    {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        out.push_str(&line);
+    }
+    assert!(
+        out.contains("another engine serves this engine directory"),
+        "{out}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = second.wait();
+    assert!(
+        ready.exists(),
+        "the second engine removed the first one's ready file"
+    );
+}
