@@ -728,7 +728,11 @@ pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
     pub(crate) fn new() -> Result<TempDir, String> {
-        let dir = env::temp_dir().join(format!("zilla-bench-{}", std::process::id()));
+        // One folder per TempDir: benchmarks nest runs (bench sse runs broadcast and h2) and
+        // tests run in parallel; a shared name had one overwrite or delete another's files.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = env::temp_dir().join(format!("zilla-bench-{}-{n}", std::process::id()));
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         Ok(TempDir(dir))
     }
