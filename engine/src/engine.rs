@@ -60,8 +60,9 @@ pub struct Engine {
     exporters: Vec<Arc<dyn Exporter>>,
     metrics: Metrics,
     current: Mutex<Option<(Arc<Graph>, String)>>,
-    /// The text of the last config that failed to reload, not retried until it changes.
-    rejected: Mutex<Option<String>>,
+    /// The text of the last config that failed to build, and why: built again on every poll,
+    /// reported once.
+    rejected: Mutex<Option<(String, String)>>,
 }
 
 /// What a successful load produced, for `-v` output (a [`Engine::validate`] has no endpoints).
@@ -221,28 +222,30 @@ impl Engine {
                 return Reload::Invalid(d);
             }
         };
-        if old.as_ref().is_some_and(|(_, text)| *text == raw) {
+        if old.as_ref().is_some_and(|(_, text)| *text == raw) || self.draining.is_cancelled() {
             return Reload::Unchanged;
-        }
-        {
-            let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
-            if rejected.as_deref() == Some(raw.as_str()) {
-                return Reload::Unchanged;
-            }
-            *rejected = None;
         }
         let (config, graph) = match self.build(&raw) {
             Ok(x) => x,
             Err(d) => {
-                *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = Some(raw.clone());
-                let errors = d.0.len();
-                failed(format!(
-                    "{errors} error(s), the first: {}",
+                // Built again on every poll (a failure may pass: a JWKS server that was down),
+                // but the same text failing the same way is reported once.
+                let why = format!(
+                    "{} error(s), the first: {}",
+                    d.0.len(),
                     d.0.first().map(ToString::to_string).unwrap_or_default()
-                ));
+                );
+                let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+                let seen = (raw, why);
+                if rejected.as_ref() == Some(&seen) {
+                    return Reload::Unchanged;
+                }
+                failed(seen.1.clone());
+                *rejected = Some(seen);
                 return Reload::Invalid(d);
             }
         };
+        *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = None;
         match graph.attach() {
             Ok(endpoints) => {
                 if let Some((old, _)) = &old {
@@ -274,6 +277,8 @@ impl Engine {
     pub async fn watch(self: Arc<Self>, interval: Duration, report: impl Fn(Reload) + Send) {
         loop {
             tokio::select! {
+                // A draining engine takes no new config (it would listen again).
+                _ = self.draining.cancelled() => return,
                 _ = self.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }

@@ -383,3 +383,41 @@ fn a_second_engine_in_the_same_directory_leaves_the_first_ones_ready_file_alone(
         "the second engine removed the first one's ready file"
     );
 }
+
+/// A config change saved while the engine drains is not applied: nothing starts listening again
+/// on a stopping engine.
+#[test]
+fn a_config_change_during_the_drain_is_not_applied() {
+    let (port, moved) = (free_port(), free_port());
+    let echo = |port: u16| {
+        format!(
+            "name: drain\nbindings:\n  tcp0:\n    type: tcp\n    kind: server\n    options: {{ host: 127.0.0.1, port: {port} }}\n    exit: echo0\n  echo0:\n    type: echo\n    kind: server\n"
+        )
+    };
+    let zilla = Zilla::start(
+        bin(),
+        &echo(port),
+        Options {
+            args: vec![
+                "-P".into(),
+                "zilla.engine.config.watch.interval=100ms".into(),
+                "-P".into(),
+                "zilla.engine.drain.timeout=5s".into(),
+            ],
+            ..Options::default()
+        },
+    );
+    zilla.wait_for("listening on", 10 * SECOND);
+    // An open connection keeps the drain going.
+    let _open = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    zilla.terminate();
+    zilla.wait_for("stopping: no new connections", 5 * SECOND);
+    zilla.rewrite_config(&echo(moved));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        TcpStream::connect(("127.0.0.1", moved)).is_err(),
+        "a draining engine started listening on the changed config's port"
+    );
+    assert_eq!(zilla.count("Config reloaded"), 0);
+}
