@@ -768,7 +768,7 @@ bindings:
             .chain(zilla.stdout().iter())
             .filter(|l| l.contains("otlp: cannot send to the collector"))
             .count();
-        assert!(warned <= 1, "one warning per outage");
+        assert_eq!(warned, 1, "one warning per outage");
     }
 }
 
