@@ -371,7 +371,12 @@ async fn run_feed(
         };
         if !begun {
             if !ever_open {
-                let ext = app_tx.reset().await.0;
+                // Its refusal, if it sends one; never a wait without end.
+                let ext = tokio::select! {
+                    reset = app_tx.reset() => reset.0,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => None,
+                    () = shutdown.cancelled() => None,
+                };
                 feed.status.send_replace(Status::Refused(ext));
                 break 'upstream;
             }

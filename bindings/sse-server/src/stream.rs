@@ -368,8 +368,6 @@ fn data(bytes: Bytes) -> Frame<Http> {
     Frame::Data(Data::bytes(bytes))
 }
 
-/// Encodes an event; the `timestamp:` line only when the client asked for timestamps and the
-/// event carries one (as Zilla: an event without a timestamp gets no line).
 /// Checks each event of a batch (`d.meta.batch` events framed as they go on the wire). When
 /// every one passes unchanged the batch goes on as it is; otherwise the frame is rebuilt from
 /// those that pass (one converted by its model is encoded again). False when none is left.
@@ -431,6 +429,8 @@ fn check_batch(
     true
 }
 
+/// Encodes an event; the `timestamp:` line only when the client asked for timestamps and the
+/// event carries one (as Zilla: an event without a timestamp gets no line).
 fn event_bytes(d: &Data<SseEvent>, timestamps: bool) -> Bytes {
     let timestamp = if timestamps { d.meta.timestamp } else { 0 };
     encode(&Fields {

@@ -655,7 +655,8 @@ mod tests {
             let object = root.as_object().unwrap();
             let a = object.get(&TapeJson::prepare_key("a")).unwrap();
             assert_eq!(a.as_string().as_deref(), Some("two"));
-        });
+        })
+        .expect("the document parses");
     }
 
     /// A deterministic stream of JSON values of every kind, nested.

@@ -129,10 +129,10 @@ mod tests {
         let input = b"id:7\nevent:a\ndata:x\ndata:y\n\ndata:{}\n\nid:9\ndata:z\n\n";
         let mut parser = Parser::new(1 << 20);
         let mut wires = Vec::new();
-        let mut datas = Vec::new();
+        let mut parsed = Vec::new();
         parser.feed_raw(Bytes::from_static(input), &mut |e, wire| {
             wires.push(wire.expect("canonical"));
-            datas.push(e.data);
+            parsed.push(e);
         });
         let wire: Bytes = wires
             .iter()
@@ -141,8 +141,11 @@ mod tests {
             .into();
         let split: Vec<WireEvent> = split_events(&wire).collect();
         assert_eq!(split.len(), 3);
-        for (s, d) in split.iter().zip(&datas) {
-            assert_eq!(s.data.as_deref(), d.as_deref());
+        let mut end = 0;
+        for ((s, e), w) in split.iter().zip(&parsed).zip(&wires) {
+            assert_eq!((&s.id, &s.event, &s.data), (&e.id, &e.event, &e.data));
+            assert_eq!(s.range, end..end + w.len());
+            end = s.range.end;
         }
     }
 }
