@@ -181,6 +181,11 @@ struct Liveness {
 /// At most `max` connections open at once across a server's workers and ports (0: no limit).
 /// At the limit the accept loops wait, so new connections wait in the kernel's backlog (a
 /// client sees a slow connect, not a refusal) and are taken as others close.
+///
+/// Not a semaphore taken before `accept`: each worker has its own `SO_REUSEPORT` listener and
+/// the kernel picks which one a connection queues on, so places held by idle accept loops
+/// would leave a connection queued at a loop without one while nothing is served. A place is
+/// reserved after `accept` instead, and the loops only pause while no place is free.
 #[derive(Debug)]
 struct Limit {
     max: usize,
