@@ -41,8 +41,14 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut it = args.iter();
     match it.next().map(String::as_str) {
         Some("tcp") => {}
-        Some(other) => return Err(format!("unknown benchmark `{other}` (available: tcp, sse)")),
-        None => return Err("which benchmark? (available: tcp, sse)".into()),
+        Some(other) => {
+            return Err(format!(
+                "unknown benchmark `{other}` (available: tcp, sse, h2, broadcast, validate)"
+            ))
+        }
+        None => {
+            return Err("which benchmark? (available: tcp, sse, h2, broadcast, validate)".into())
+        }
     }
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -128,6 +134,18 @@ pub(crate) fn release_zilla() -> Result<PathBuf, String> {
     Ok(target_dir(&root).join("release").join("zilla"))
 }
 
+/// The time now, `YYYY-MM-DD HH:MM UTC`, for the results a run writes.
+pub(crate) fn utc_now() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|d| d.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// Writes `text` to `docs/bench/<name>` and says where (or why not).
 pub(crate) fn write_doc(name: &str, text: &str) {
     let path = workspace_root().join("docs").join("bench").join(name);
@@ -179,7 +197,8 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
         Err(e) => {
             eprintln!(
                 "xtask bench: {e}\nusage: cargo xtask bench tcp [--seconds N] [--bytes N] [--connections N]\n       \
-                 cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D] [--idle M]"
+                 cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D] [--idle M]\n       \
+                 cargo xtask bench h2|broadcast|validate (see cargo xtask help)"
             );
             return ExitCode::from(2);
         }

@@ -613,9 +613,10 @@ fn table(names: &[&str], runs: &[(String, Vec<Run>)]) -> String {
 /// Writes the table to `docs/bench/broadcast.md`.
 pub(crate) fn write_results(args: &Args, table: &str) {
     let text = format!(
-        "# `cargo xtask bench broadcast`: the latest run\n\n{}. One feed, {:?} clients, {} events/s of \
+        "# `cargo xtask bench broadcast`: the latest run\n\n{}, {}. One feed, {:?} clients, {} events/s of \
          {EVENT_SIZE} B for {} s; zilla with `options.share`, zilla without it and nginx measured one \
          after the other in this one run.\n\n```\n{}\n```\n",
+        crate::bench::utc_now(),
         machine_note(),
         args.clients,
         args.rate,

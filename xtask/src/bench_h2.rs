@@ -373,9 +373,9 @@ fn saturation(target: &Target, seconds: f64, ticks: f64, r: &mut Results) -> Res
             "saturation: {open} of {STREAMS_PER_CONNECTION} streams opened"
         ));
     }
-    let events = c1 - c0;
+    let events = c1.saturating_sub(c0);
     r.saturation_events_s = events as f64 / elapsed;
-    r.saturation_cpu_s_per_m = (t1 - t0) as f64 / ticks / (events.max(1) as f64 / 1e6);
+    r.saturation_cpu_s_per_m = t1.saturating_sub(t0) as f64 / ticks / (events.max(1) as f64 / 1e6);
     thread::sleep(Duration::from_millis(300));
     Ok(())
 }
@@ -448,7 +448,7 @@ fn fan_out(
     latencies.sort_unstable();
     r.sent = sent;
     r.delivered = delivered;
-    r.cpu_us_per_event = (cpu1 - cpu0) as f64 / ticks * 1e6 / delivered.max(1) as f64;
+    r.cpu_us_per_event = cpu1.saturating_sub(cpu0) as f64 / ticks * 1e6 / delivered.max(1) as f64;
     r.p50_us = percentile_us(&latencies, 0.5);
     r.p99_us = percentile_us(&latencies, 0.99);
     if delivered != sent {
@@ -644,11 +644,12 @@ fn table(results: &[(String, Results)]) -> String {
 /// Writes the table to `docs/bench/h2.md`.
 pub(crate) fn write_results(args: &Args, table: &str) {
     let text = format!(
-        "# `cargo xtask bench h2`: the latest run\n\n{}. HTTP/2 towards the clients, cleartext (prior \
+        "# `cargo xtask bench h2`: the latest run\n\n{}, {}. HTTP/2 towards the clients, cleartext (prior \
          knowledge) and TLS (ALPN h2), {STREAMS_PER_CONNECTION} streams a connection; HTTP/1.1 to \
          the backend. Saturation: 100 streams, events as fast as they are taken; fan-out: {} streams x \
          {} events/s x {EVENT_SIZE} B for {} s. zilla and nginx measured one after the other in this \
          one run.\n\n```\n{}\n```\n",
+        crate::bench::utc_now(),
         machine_note(),
         args.clients,
         args.rate,

@@ -1488,7 +1488,7 @@ fn table(results: &[(&str, Results)]) -> String {
     let _ = writeln!(
         out,
         "(latency: backend write to client read. CPU and memory: the proxy process(es) from \
-         /proc; targets ≤ 8 KiB per idle stream, nginx reference 13.8 KiB, ~12 us CPU/event)"
+         /proc)"
     );
     out
 }
@@ -1496,18 +1496,12 @@ fn table(results: &[(&str, Results)]) -> String {
 /// Writes the table of this run, with its date, machine and workload, to
 /// `docs/bench/sse.md` (the README's performance section points there).
 fn write_results(args: &Args, table: &str) {
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .unwrap_or_default();
+    let date = crate::bench::utc_now();
     let text = format!(
         "# `cargo xtask bench sse`: the latest run\n\n{} ({}). Workloads: saturation ({FLOOD_CLIENTS} \
          streams, the backend writes 256-byte events as fast as each stream takes them); fan-out \
-         ({} streams x {} events/s x {} B for {} s); {} idle streams. Direct, zilla and nginx \
-         measured one after the other in this one run.\n\n```\n{}\n```\n",
+         ({} streams x {} events/s x {} B for {} s); {} idle streams. Direct, zilla, zilla+m (every \
+         metric recorded) and nginx measured one after the other in this one run.\n\n```\n{}\n```\n",
         date.trim(),
         machine_note().trim_start_matches("machine: "),
         args.clients,

@@ -104,7 +104,9 @@ commands:
       events/s (default 10) from an in-process backend, --churn of them
       (default 10) hang up and reconnect every second. Prints RSS, open fds,
       events and gaps every minute; fails if a client that kept up missed an
-      event or RSS grew 5% or more from the first minute.
+      event or RSS grew 5% or more after a warm-up (the first sixth of the
+      run, at least a minute; the growth from the first minute is printed
+      too). --minutes is at least 2.
 
   demo [jwt]
       Builds (release) and runs the bundled SSE backend (zilla-sse-server on

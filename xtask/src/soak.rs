@@ -42,7 +42,13 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| format!("{a} needs a number"))?;
         match a.as_str() {
-            "--minutes" => out.minutes = v.max(1),
+            // One sixth of the run warms up; at least one minute more is compared with it.
+            "--minutes" if v < 2 => {
+                return Err(
+                    "--minutes must be at least 2 (a warm-up, then a minute to compare)".into(),
+                )
+            }
+            "--minutes" => out.minutes = v,
             "--clients" => out.clients = v.max(1) as usize,
             "--rate" => out.rate = v.max(1),
             "--churn" => out.churn = v as usize,
