@@ -45,48 +45,39 @@ impl ModelFactory for JsonFactory {
     }
 }
 
-/// One schema compiled twice: over the allocation-free tape (every payload), and over
-/// `serde_json::Value` (to report why a payload is invalid).
-#[derive(Debug)]
-struct Validators {
-    tape: jsonschema::Validator<tape::TapeJson>,
-    value: jsonschema::Validator,
-}
-
-/// Compiles one schema text.
-fn compile(text: &str) -> Result<Validators, String> {
+/// Compiles one schema text, for the allocation-free tape every payload is parsed onto.
+fn compile(text: &str) -> Result<jsonschema::Validator<tape::TapeJson>, String> {
     let schema: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    Ok(Validators {
-        value: jsonschema::validator_for(&schema).map_err(|e| e.to_string())?,
-        tape: jsonschema::options_for::<tape::TapeJson>()
-            .build(&schema)
-            .map_err(|e| e.to_string())?,
-    })
+    jsonschema::options_for::<tape::TapeJson>()
+        .build(&schema)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug)]
 struct JsonModel {
-    schema: CompiledSchema<Validators>,
+    schema: CompiledSchema<jsonschema::Validator<tape::TapeJson>>,
 }
 
 impl Model for JsonModel {
     fn validate(&self, payload: &[u8]) -> Result<(), Invalid> {
-        let validators = self.schema.current()?;
-        // The common case, a valid payload: parsed onto the thread's tape and checked with
-        // `is_valid` (which stops at the first failure and builds no error); nothing allocated.
-        if tape::Tape::with(payload, |root| validators.tape.is_valid(root)) == Some(true) {
-            return Ok(());
-        }
-        let validator = &validators.value;
-        let value: Value = serde_json::from_slice(payload).map_err(|e| {
+        let validator = self.schema.current()?;
+        // Parsed onto the thread's tape; `is_valid` stops at the first failure and builds no
+        // error, so a valid payload allocates nothing. Only a refused one is validated again
+        // to say why.
+        tape::Tape::with(payload, |root| {
+            if validator.is_valid(root) {
+                return Ok(());
+            }
+            validator.validate(root).map_err(|e| {
+                let at = e.instance_path().to_string();
+                let at = if at.is_empty() { "/".to_string() } else { at };
+                self.schema.invalid(Why::Violation, format!("[{at}] {e}"))
+            })
+        })
+        .map_err(|e| {
             self.schema
                 .invalid(Why::Malformed, format!("[{},{}] {e}", e.line(), e.column()))
-        })?;
-        validator.validate(&value).map_err(|e| {
-            let at = e.instance_path().to_string();
-            let at = if at.is_empty() { "/".to_string() } else { at };
-            self.schema.invalid(Why::Violation, format!("[{at}] {e}"))
-        })
+        })?
     }
 }
 

@@ -46,45 +46,52 @@ thread_local! {
     static TAPE: RefCell<Tape> = RefCell::new(Tape::default());
 }
 
-/// Most a thread keeps between payloads (a payload with more entries is parsed, then freed).
+/// Most a thread keeps between payloads (a tape grown past these is freed before the next).
 const KEEP_ENTRIES: usize = 64 * 1024;
+const KEEP_TEXT: usize = 1 << 20;
 
 impl Tape {
-    /// Parses `payload` and calls `f` with its root node; `None` when it is not JSON (the
-    /// caller reports that from its own parse).
-    pub(crate) fn with<T>(payload: &[u8], f: impl FnOnce(TapeNode<'_>) -> T) -> Option<T> {
-        let input = std::str::from_utf8(payload).ok()?;
-        if input.len() > u32::MAX as usize {
-            return None;
-        }
-        TAPE.with(|tape| {
-            let mut tape = tape.try_borrow_mut().ok()?;
-            tape.entries.clear();
-            tape.text.clear();
-            let parsed = {
-                let mut de = serde_json::Deserializer::from_str(input);
-                let ok = Seed {
-                    tape: &mut tape,
-                    input,
-                }
-                .deserialize(&mut de)
-                .is_ok()
-                    && de.end().is_ok();
-                ok
-            };
-            let out = parsed.then(|| {
-                let doc = Doc {
-                    entries: &tape.entries,
-                    text: &tape.text,
-                    input,
-                };
-                f(TapeNode::At(&doc, 0))
-            });
-            if tape.entries.capacity() > KEEP_ENTRIES {
-                *tape = Tape::default();
+    /// Parses `payload` onto this thread's tape and calls `f` with its root node; when it is
+    /// not JSON, serde_json's error for it (the same parser, so the same message and position).
+    pub(crate) fn with<T>(
+        payload: &[u8],
+        f: impl FnOnce(TapeNode<'_>) -> T,
+    ) -> Result<T, serde_json::Error> {
+        let input = match std::str::from_utf8(payload) {
+            Ok(input) if input.len() <= u32::MAX as usize => input,
+            // Not UTF-8: serde_json says where (a cold path).
+            _ => {
+                return Err(serde_json::from_slice::<serde_json::Value>(payload)
+                    .err()
+                    .unwrap_or_else(|| serde::de::Error::custom("payload too large")))
             }
-            out
+        };
+        TAPE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut tape) => tape.parse(input, f),
+            // Only if `f` validated another payload on this thread: a tape of its own.
+            Err(_) => Tape::default().parse(input, f),
         })
+    }
+
+    fn parse<T>(
+        &mut self,
+        input: &str,
+        f: impl FnOnce(TapeNode<'_>) -> T,
+    ) -> Result<T, serde_json::Error> {
+        if self.entries.capacity() > KEEP_ENTRIES || self.text.capacity() > KEEP_TEXT {
+            *self = Tape::default();
+        }
+        self.entries.clear();
+        self.text.clear();
+        let mut de = serde_json::Deserializer::from_str(input);
+        Seed { tape: self, input }.deserialize(&mut de)?;
+        de.end()?;
+        let doc = Doc {
+            entries: &self.entries,
+            text: &self.text,
+            input,
+        };
+        Ok(f(TapeNode::At(&doc, 0)))
     }
 }
 
@@ -635,7 +642,7 @@ mod tests {
             let expected: Value = match serde_json::from_str(text) {
                 Ok(v) => v,
                 Err(_) => {
-                    assert!(Tape::with(text.as_bytes(), |_| ()).is_none(), "{text}");
+                    assert!(Tape::with(text.as_bytes(), |_| ()).is_err(), "{text}");
                     continue;
                 }
             };
@@ -643,9 +650,15 @@ mod tests {
             assert_eq!(got, expected, "{text}");
         }
         for bad in ["", "{", "[1,]", "{\"a\" 1}", "1 2", "\"\\ud800\"", "nul"] {
-            assert!(Tape::with(bad.as_bytes(), |_| ()).is_none(), "{bad}");
+            let ours = Tape::with(bad.as_bytes(), |_| ()).unwrap_err().to_string();
+            let serde = serde_json::from_str::<Value>(bad).unwrap_err().to_string();
+            assert_eq!(ours, serde, "{bad}");
         }
-        assert!(Tape::with(b"\"\xff\"", |_| ()).is_none());
+        let ours = Tape::with(b"\"\xff\"", |_| ()).unwrap_err().to_string();
+        let serde = serde_json::from_slice::<Value>(b"\"\xff\"")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(ours, serde);
     }
 
     #[test]
