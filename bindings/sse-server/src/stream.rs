@@ -178,7 +178,7 @@ pub(crate) async fn run(
                     }
                     let (n, read_at) = (d.meta.events(), d.meta.read_at);
                     let bytes = if d.meta.batch > 0 {
-                        // Wire bytes of whole events (asked for when nothing checks them).
+                        // Wire bytes of whole events (checked above when a rule applies).
                         d.payload.unwrap_or_default()
                     } else {
                         event_bytes(&d, timestamps)

@@ -38,8 +38,8 @@ pub struct SseBegin {
     /// The client asked for timestamps (`Accept: text/event-stream;ext=timestamp`).
     pub timestamps: bool,
     /// The opener writes events as they are framed and takes them in batches: a reply frame
-    /// may be [`SseEvent::batch`]. An sse server asks for it when it neither validates nor
-    /// stamps a stream's events.
+    /// may be [`SseEvent::batch`]. An sse server asks for it unless the client wants timestamps
+    /// (it checks each event of a batch itself when the stream is validated).
     pub batch: bool,
 }
 
