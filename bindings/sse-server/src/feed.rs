@@ -294,7 +294,14 @@ impl Feeds {
             map.remove(&feed.key);
         }
         drop(map);
-        feed.status.send_replace(Status::Ended);
+        // A refusal stays what its clients see (they are answered with it, not ended).
+        feed.status.send_if_modified(|status| {
+            let refused = matches!(status, Status::Refused(_));
+            if !refused {
+                *status = Status::Ended;
+            }
+            !refused
+        });
         let mut ring = feed.ring.lock().unwrap_or_else(|e| e.into_inner());
         self.buffered.add(-(ring.bytes as i64));
         ring.events.clear();
@@ -459,7 +466,12 @@ async fn forward(
         let now = status.borrow_and_update().clone();
         match now {
             Status::Open => break,
-            Status::Refused(ext) => return reply_tx.abort(ext),
+            Status::Refused(ext) => {
+                // As an upstream refuses an opener: the reason rides on the reset of the
+                // request direction (what `stream::run` reads), then the reply is aborted.
+                req_rx.reset(ext.clone());
+                return reply_tx.abort(ext);
+            }
             Status::Ended => return reply_tx.end(None),
             Status::Opening => {}
         }

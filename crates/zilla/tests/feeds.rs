@@ -560,3 +560,20 @@ fn share_is_in_zilla_schema_and_a_wrong_key_is_a_located_error() {
         "{out}"
     );
 }
+
+/// A feed whose upstream is refused answers every client waiting on it with the refusal, as an
+/// unshared stream would be answered, and a later client tries the upstream again.
+#[test]
+fn a_refused_upstream_is_answered_to_every_client_of_the_feed() {
+    let nothing_there = free_port();
+    let port = free_port();
+    let _zilla = start(&config(port, nothing_there, Some("{ linger: 1 }"), None));
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::get(port, "/events", "")).collect();
+    for c in &mut clients {
+        assert!(c.read_until("\r\n\r\n", 5 * SECOND), "{}", c.seen);
+        assert!(c.seen.starts_with("HTTP/1.1 502"), "{}", c.seen);
+    }
+    let mut later = Client::get(port, "/events", "");
+    assert!(later.read_until("\r\n\r\n", 5 * SECOND), "{}", later.seen);
+    assert!(later.seen.starts_with("HTTP/1.1 502"), "{}", later.seen);
+}
