@@ -54,7 +54,32 @@ pub(crate) struct Share {
 }
 
 impl Share {
-    /// From the options.
+    /// What is wrong with `o`: `(key under options.share, message)` for each value out of range.
+    pub(crate) fn check(o: &ShareOptions) -> Vec<(&'static str, &'static str)> {
+        let replay = o.replay.clone().unwrap_or_default();
+        let mut wrong = Vec::new();
+        if o.queue == Some(0) {
+            wrong.push((
+                "queue",
+                "must be at least 1 (events a client may fall behind)",
+            ));
+        }
+        if o.linger.is_some_and(|l| !(0.0..=86_400.0).contains(&l)) {
+            wrong.push(("linger", "must be between 0 and 86400 seconds"));
+        }
+        if replay.events == Some(0) {
+            wrong.push(("replay.events", "must be at least 1"));
+        }
+        if replay.bytes == Some(0) {
+            wrong.push(("replay.bytes", "must be at least 1"));
+        }
+        if replay.age.is_some_and(|a| !(a.is_finite() && a > 0.0)) {
+            wrong.push(("replay.age", "must be a positive number of seconds"));
+        }
+        wrong
+    }
+
+    /// From options [`Share::check`] found right.
     pub(crate) fn new(o: &ShareOptions) -> Share {
         let replay = o.replay.clone().unwrap_or_default();
         Share {
@@ -62,12 +87,9 @@ impl Share {
             headers: o.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
             events: replay.events.unwrap_or(1000),
             bytes: replay.bytes.unwrap_or(1 << 20),
-            age: replay
-                .age
-                .filter(|a| a.is_finite() && *a > 0.0)
-                .map(Duration::from_secs_f64),
-            queue: o.queue.unwrap_or(1024).max(1),
-            linger: Duration::from_secs_f64(o.linger.unwrap_or(5.0).clamp(0.0, 86_400.0)),
+            age: replay.age.map(Duration::from_secs_f64),
+            queue: o.queue.unwrap_or(1024),
+            linger: Duration::from_secs_f64(o.linger.unwrap_or(5.0)),
         }
     }
 }

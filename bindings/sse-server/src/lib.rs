@@ -74,6 +74,16 @@ impl BindingFactory for SseServerFactory {
             rules,
             metrics: SseMetrics::new(&cx.metrics),
         };
+        if let Some(share) = &options.share {
+            let wrong = feed::Share::check(share);
+            if !wrong.is_empty() {
+                return Err(wrong
+                    .into_iter()
+                    .map(|(key, message)| cx.error(&format!("options.share.{key}"), message))
+                    .collect::<Vec<_>>()
+                    .into());
+            }
+        }
         let feeds = options.share.as_ref().map(|o| {
             feed::Feeds::new(cx.id, cx.qualified_name(), feed::Share::new(o), &cx.metrics)
         });

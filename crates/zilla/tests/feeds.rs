@@ -559,6 +559,46 @@ fn share_is_in_zilla_schema_and_a_wrong_key_is_a_located_error() {
         out.contains("zilla.yaml:16:26: bindings.north_sse_server.options.share.replay.evnts"),
         "{out}"
     );
+
+    // Values out of range are located errors too, each named.
+    let validate = |text: String| {
+        std::fs::write(&file, text).unwrap();
+        let (code, stdout, stderr) = zilla_test_support::run(
+            bin(),
+            &["validate", "-c", file.to_str().unwrap()],
+            dir.path(),
+        );
+        (code, format!("{stdout}{stderr}"))
+    };
+    let (code, out) = validate(config(
+        7000,
+        7001,
+        Some("{ queue: 0, linger: -1, replay: { events: 0, bytes: 0, age: 0 } }"),
+        None,
+    ));
+    assert_eq!(code, 1, "{out}");
+    for key in [
+        "queue",
+        "linger",
+        "replay.events",
+        "replay.bytes",
+        "replay.age",
+    ] {
+        assert!(
+            out.contains(&format!("bindings.north_sse_server.options.share.{key}: ")),
+            "{key}: {out}"
+        );
+    }
+    // `share` is the sse server's: on the client it is an error that says where it goes.
+    let (code, out) = validate(config(7000, 7001, None, None).replace(
+        "    type: sse\n    kind: client\n",
+        "    type: sse\n    kind: client\n    options:\n      share: {}\n",
+    ));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("bindings.south_sse_client.options.share: shared feeds are an sse server's"),
+        "{out}"
+    );
 }
 
 /// A feed whose upstream is refused answers every client waiting on it with the refusal, as an
