@@ -130,19 +130,18 @@ impl BindingFactory for TcpFactory {
 
 /// What an I/O error means for an operator, and what to do.
 pub(crate) fn cause(e: &std::io::Error) -> &'static str {
-    match e.raw_os_error() {
-        // EMFILE, ENFILE
-        Some(24) | Some(23) => {
-            "out of file descriptors (each proxied client holds two): raise the open files limit (ulimit -Hn, LimitNOFILE=, the container's nofile ulimit)"
+    use std::io::ErrorKind;
+    // EMFILE and ENFILE have no `ErrorKind` of their own (Linux: 24 and 23).
+    if matches!(e.raw_os_error(), Some(24 | 23)) {
+        return "out of file descriptors (each proxied client holds two): raise the open files limit (ulimit -Hn, LimitNOFILE=, the container's nofile ulimit)";
+    }
+    match e.kind() {
+        ErrorKind::ConnectionRefused => "connection refused: nothing listens at the address",
+        ErrorKind::NetworkUnreachable | ErrorKind::HostUnreachable => {
+            "unreachable: check the host and the network"
         }
-        // ECONNREFUSED
-        Some(111) => "connection refused: nothing listens at the address",
-        // ENETUNREACH, EHOSTUNREACH
-        Some(101) | Some(113) => "unreachable: check the host and the network",
-        _ => match e.kind() {
-            std::io::ErrorKind::TimedOut => "timed out",
-            _ => "see the error",
-        },
+        ErrorKind::TimedOut => "timed out",
+        _ => "see the error",
     }
 }
 
@@ -506,5 +505,22 @@ impl Handler<Tcp> for ClientInner {
             pump::pump(socket, tx, rx).await;
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::cause;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn causes_name_what_to_do() {
+        assert!(cause(&Error::from_raw_os_error(24)).starts_with("out of file descriptors"));
+        assert!(cause(&Error::from_raw_os_error(23)).starts_with("out of file descriptors"));
+        assert!(cause(&Error::from(ErrorKind::ConnectionRefused)).starts_with("connection refused"));
+        assert!(cause(&Error::from_raw_os_error(111)).starts_with("connection refused"));
+        assert!(cause(&Error::from(ErrorKind::HostUnreachable)).starts_with("unreachable"));
+        assert_eq!(cause(&Error::from(ErrorKind::TimedOut)), "timed out");
+        assert_eq!(cause(&Error::from(ErrorKind::Other)), "see the error");
     }
 }
