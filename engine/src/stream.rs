@@ -302,31 +302,7 @@ impl<P: Protocol> Tx<P> {
     /// Adds a frame now, whatever the credit: call after [`Tx::ready`] so the overshoot is at
     /// most one frame.
     pub fn push(&mut self, frame: Frame<P>) -> Result<(), Reset<P>> {
-        if self.done {
-            return Err(Reset(None));
-        }
-        let terminal = frame.is_terminal();
-        if let Some(m) = &self.pipe.meter {
-            meter(m, &frame);
-        }
-        let waker = {
-            let mut s = self.pipe.lock();
-            if s.reset {
-                return Err(Reset(s.reset_ext.take()));
-            }
-            s.charged += frame.cost();
-            if s.head.is_none() && s.queue.is_empty() {
-                s.head = Some(frame);
-            } else {
-                s.queue.push_back(frame);
-            }
-            s.reader.take()
-        };
-        self.done = terminal;
-        if let Some(w) = waker {
-            w.wake();
-        }
-        Ok(())
+        self.push_all([frame])
     }
 
     /// Adds several frames now, under one lock and with one wake-up of the reader (an HTTP/1.1
