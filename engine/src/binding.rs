@@ -172,19 +172,6 @@ pub struct Roles {
     pub literal: Option<Vec<String>>,
 }
 
-impl Roles {
-    /// Literal roles.
-    pub fn literal(roles: Vec<String>) -> Self {
-        Roles {
-            templates: roles
-                .iter()
-                .map(|r| Template::compile(r, |_| Err(String::new())).expect("literal"))
-                .collect(),
-            literal: Some(roles),
-        }
-    }
-}
-
 impl<W, With> Route<W, With> {
     /// True if the session satisfies every guard of this route (expressions in roles are
     /// rendered by `render`; a role that cannot be rendered is not held).

@@ -17,9 +17,10 @@ use crate::config::{
     NamespaceConfig, PluginConfig,
 };
 use crate::events::Events;
-use crate::graph::{BindingId, Graph, Node, NodeMeters, Workers, DEFAULT_WINDOW};
+use crate::graph::{BindingId, Graph, Node, Workers, DEFAULT_WINDOW};
 use crate::guard::Guard;
 use crate::kind::Kind;
+use crate::meter::NodeMeters;
 use crate::metrics::{
     metric_descriptor, metric_descriptors, MetricDescriptor, MetricScope, Metrics,
 };

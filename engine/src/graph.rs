@@ -19,7 +19,7 @@ use crate::catalog::Catalog;
 use crate::events::Events;
 use crate::guard::{Guard, GuardId, Session};
 use crate::kind::Kind;
-use crate::meter::{stream_meters, NodeMeters as Meters};
+use crate::meter::{stream_meters, NodeMeters};
 use crate::metrics::Metrics;
 use crate::plugin::{Exporter, Vault, VaultId};
 use crate::properties::Properties;
@@ -41,9 +41,6 @@ pub(crate) struct Node {
     /// The `stream.*` metrics it records.
     pub(crate) meters: NodeMeters,
 }
-
-/// The `stream.*` metrics of one binding.
-pub(crate) type NodeMeters = Meters;
 
 /// The built bindings and plugins of one config.
 pub struct Graph {
