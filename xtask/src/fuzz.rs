@@ -12,12 +12,13 @@ use std::process::ExitCode;
 use crate::{cargo, workspace_root};
 
 /// The targets, in the order they run.
-pub(crate) const TARGETS: [&str; 5] = [
+pub(crate) const TARGETS: [&str; 6] = [
     "sse_parser",
     "http1_request",
     "http1_response",
     "config",
     "jwt",
+    "json_tape",
 ];
 
 struct Args {

@@ -16,7 +16,7 @@
 //!   clients and a reconnect storm, zilla with shared feeds vs without vs nginx.
 //! - `cargo xtask bench h2 [--clients N] [--rate R] [--seconds D]`: the SSE workloads with
 //!   HTTP/2 (h2c and TLS) towards the clients, zilla vs nginx.
-//! - `cargo xtask bench validate [--clients N] [--seconds D]`: SSE events per second and per
+//! - `cargo xtask bench validate [--clients N] [--seconds D] [--repeats N]`: SSE events per second and per
 //!   CPU-second through zilla with and without JSON Schema validation, side by side.
 
 use std::env;
@@ -83,7 +83,7 @@ commands:
       nginx (listen http2 / ssl http2). Also run by bench sse. Writes
       docs/bench/h2.md.
 
-  bench validate [--clients N] [--seconds D]
+  bench validate [--clients N] [--seconds D] [--repeats N]
       Builds zilla in release mode and runs two zillas (one worker each) side
       by side: the SSE proxy chain unvalidated, and with every event checked
       against a 10-field JSON Schema. An in-process backend writes events as
@@ -93,7 +93,7 @@ commands:
 
   fuzz [--smoke | --seconds N | --runs N] [TARGET...]
       Runs the cargo fuzz targets under fuzz/ (sse_parser, http1_request,
-      http1_response, config, jwt) from their seed corpora, 30 s each by
+      http1_response, config, jwt, json_tape) from their seed corpora, 30 s each by
       default (--smoke), installing cargo-fuzz when missing; prints the
       executions of each; a crash, timeout or excess allocation fails, its
       input written under fuzz/artifacts/.

@@ -81,6 +81,13 @@ impl Model for JsonModel {
     }
 }
 
+/// For the `json_tape` fuzz target: panics unless the fast JSON parser agrees with serde_json
+/// on `payload` (whatever it takes, serde_json takes onto the same tape).
+#[doc(hidden)]
+pub fn fuzz_tape(payload: &[u8]) {
+    tape::assert_fast_agrees(payload);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 /// Where a string's text is: the payload or the tape's own text (escaped strings).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Span {
     Input(u32, u32),
     Own(u32, u32),
@@ -22,7 +22,7 @@ enum Span {
 
 /// One tape entry. A container is followed by its members (an object's as key, value pairs);
 /// `end` is the index just past its last descendant.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Entry {
     Null,
     Bool(bool),
@@ -83,9 +83,14 @@ impl Tape {
         }
         self.entries.clear();
         self.text.clear();
-        let mut de = serde_json::Deserializer::from_str(input);
-        Seed { tape: self, input }.deserialize(&mut de)?;
-        de.end()?;
+        if self.fast(input.as_bytes()).is_none() {
+            // Anything the fast parser does not take (escapes, exponents, long numbers, deep
+            // nesting, any error) goes through serde_json: its answer and its message.
+            self.entries.clear();
+            let mut de = serde_json::Deserializer::from_str(input);
+            Seed { tape: self, input }.deserialize(&mut de)?;
+            de.end()?;
+        }
         let doc = Doc {
             entries: &self.entries,
             text: &self.text,
@@ -93,6 +98,238 @@ impl Tape {
         };
         Ok(f(TapeNode::At(&doc, 0)))
     }
+}
+
+/// Deepest nesting the fast parser takes (serde_json's own limit is 128).
+const FAST_DEPTH: u32 = 64;
+
+/// Whitespace as JSON has it.
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn skip_ws(b: &[u8], mut at: usize) -> usize {
+    while b.get(at).copied().is_some_and(is_ws) {
+        at += 1;
+    }
+    at
+}
+
+/// Exact powers of ten (every one up to 10^22 is an `f64` without rounding).
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// The fast parser: the common shape of a payload (strings without escapes, integers of up to
+/// 18 digits, decimals of up to 15 digits without an exponent) straight onto the tape, in one
+/// pass with no visitor. It answers `None` for anything else, valid or not, and the caller
+/// parses again with serde_json, so what is accepted, how numbers read and every error message
+/// stay serde_json's (`fast_parser_agrees_with_serde_json` and the `json_tape` fuzz target
+/// hold that: whatever it takes, serde_json takes, onto the same tape).
+impl Tape {
+    fn fast(&mut self, b: &[u8]) -> Option<()> {
+        let at = self.fast_value(b, skip_ws(b, 0), 0)?;
+        (skip_ws(b, at) == b.len()).then_some(())
+    }
+
+    fn fast_value(&mut self, b: &[u8], at: usize, depth: u32) -> Option<usize> {
+        let (entry, next) = match *b.get(at)? {
+            b'{' => return self.fast_object(b, at + 1, depth + 1),
+            b'[' => return self.fast_array(b, at + 1, depth + 1),
+            b'"' => {
+                let (span, next) = fast_string(b, at + 1)?;
+                (Entry::Str(span), next)
+            }
+            b't' if b[at..].starts_with(b"true") => (Entry::Bool(true), at + 4),
+            b'f' if b[at..].starts_with(b"false") => (Entry::Bool(false), at + 5),
+            b'n' if b[at..].starts_with(b"null") => (Entry::Null, at + 4),
+            b'-' | b'0'..=b'9' => fast_number(b, at)?,
+            _ => return None,
+        };
+        self.entries.push(entry);
+        Some(next)
+    }
+
+    fn fast_object(&mut self, b: &[u8], at: usize, depth: u32) -> Option<usize> {
+        if depth > FAST_DEPTH {
+            return None;
+        }
+        let slot = self.entries.len();
+        self.entries.push(Entry::Object { len: 0, end: 0 });
+        let mut len = 0u32;
+        let mut at = skip_ws(b, at);
+        if b.get(at) == Some(&b'}') {
+            at += 1;
+        } else {
+            loop {
+                if b.get(at) != Some(&b'"') {
+                    return None;
+                }
+                let (span, next) = fast_string(b, at + 1)?;
+                self.entries.push(Entry::Key(span));
+                at = skip_ws(b, next);
+                if b.get(at) != Some(&b':') {
+                    return None;
+                }
+                at = self.fast_value(b, skip_ws(b, at + 1), depth)?;
+                len += 1;
+                at = skip_ws(b, at);
+                match *b.get(at)? {
+                    b',' => at = skip_ws(b, at + 1),
+                    b'}' => {
+                        at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        let end = self.entries.len() as u32;
+        self.entries[slot] = Entry::Object { len, end };
+        Some(at)
+    }
+
+    fn fast_array(&mut self, b: &[u8], at: usize, depth: u32) -> Option<usize> {
+        if depth > FAST_DEPTH {
+            return None;
+        }
+        let slot = self.entries.len();
+        self.entries.push(Entry::Array { len: 0, end: 0 });
+        let mut len = 0u32;
+        let mut at = skip_ws(b, at);
+        if b.get(at) == Some(&b']') {
+            at += 1;
+        } else {
+            loop {
+                at = skip_ws(b, self.fast_value(b, at, depth)?);
+                len += 1;
+                match *b.get(at)? {
+                    b',' => at = skip_ws(b, at + 1),
+                    b']' => {
+                        at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        let end = self.entries.len() as u32;
+        self.entries[slot] = Entry::Array { len, end };
+        Some(at)
+    }
+}
+
+/// A string whose opening quote is just before `at`, when it has no escape and no control
+/// character: its span and the index past its closing quote.
+fn fast_string(b: &[u8], at: usize) -> Option<(Span, usize)> {
+    let rest = b.get(at..)?;
+    let len = string_stop(rest)?;
+    (rest[len] == b'"').then(|| (Span::Input(at as u32, (at + len) as u32), at + len + 1))
+}
+
+/// The index of the first `"`, `\\` or control character in `s`, eight bytes at a time.
+fn string_stop(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte that is zero (exact for the lowest such byte, which is all
+    // that is read: a borrow only ever marks bytes above a true one).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut i = 0;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().ok()?);
+        let stops = zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
+        if stops != 0 {
+            return Some(i + stops.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    s[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|at| i + at)
+}
+
+/// A number starting at `at`, when it is an integer of up to 18 digits (not `-0`, which
+/// serde_json reads as a float) or a decimal of up to 15 digits without an exponent. Both
+/// read exactly as serde_json reads them: a decimal is its digits divided by an exact power of
+/// ten, one correctly rounded division (its digits are below 2^53).
+fn fast_number(b: &[u8], at: usize) -> Option<(Entry, usize)> {
+    let negative = b[at] == b'-';
+    let mut i = at + usize::from(negative);
+    // Digits into `significand` (at most 18 of them: no overflow); their count.
+    let mut significand = 0u64;
+    let mut digits = |i: &mut usize| {
+        let start = *i;
+        while let Some(d) = b.get(*i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d < 10) {
+            significand = significand.wrapping_mul(10).wrapping_add(u64::from(d));
+            *i += 1;
+        }
+        *i - start
+    };
+    let int_digits = match b.get(i)? {
+        b'0' => {
+            i += 1;
+            1
+        }
+        b'1'..=b'9' => digits(&mut i),
+        _ => return None,
+    };
+    let frac_digits = if b.get(i) == Some(&b'.') {
+        i += 1;
+        match digits(&mut i) {
+            0 => return None,
+            n => n,
+        }
+    } else {
+        0
+    };
+    if int_digits + frac_digits > 18 || matches!(b.get(i), Some(b'e' | b'E')) {
+        return None;
+    }
+    let entry = if frac_digits == 0 {
+        match (negative, significand) {
+            (false, n) => Entry::U64(n),
+            (true, 0) => return None,
+            (true, n) => Entry::I64(-(n as i64)),
+        }
+    } else {
+        if int_digits + frac_digits > 15 {
+            return None;
+        }
+        let f = significand as f64 / POW10[frac_digits];
+        Entry::F64(if negative { -f } else { f })
+    };
+    Some((entry, i))
+}
+
+/// Panics unless the fast parser agrees with serde_json on `payload`: when it takes the
+/// payload, serde_json takes it onto the same tape. (For the tests and the `json_tape` fuzz
+/// target; true when the fast parser took it.)
+pub(crate) fn assert_fast_agrees(payload: &[u8]) -> bool {
+    let Ok(input) = std::str::from_utf8(payload) else {
+        return false;
+    };
+    let mut fast = Tape::default();
+    if fast.fast(payload).is_none() {
+        return false;
+    }
+    let mut slow = Tape::default();
+    let mut de = serde_json::Deserializer::from_str(input);
+    let parsed = Seed {
+        tape: &mut slow,
+        input,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    assert!(
+        parsed.is_ok(),
+        "the fast parser took {input:?}, serde_json did not: {parsed:?}"
+    );
+    assert_eq!(fast.entries, slow.entries, "tapes differ for {input:?}");
+    assert_eq!(fast.text, slow.text, "tapes differ for {input:?}");
+    true
 }
 
 /// Builds tape entries from the parser's calls.
@@ -249,6 +486,7 @@ pub(crate) struct Doc<'a> {
 }
 
 impl<'a> Doc<'a> {
+    #[inline]
     fn str(&self, span: Span) -> &'a str {
         match span {
             Span::Input(a, b) => &self.input[a as usize..b as usize],
@@ -323,16 +561,29 @@ impl TapeNumber {
 }
 
 impl JsonNumber for TapeNumber {
+    // As `serde_json::Number` answers them, without building one.
     fn as_u64(&self) -> Option<u64> {
-        self.number().as_u64()
+        match *self {
+            TapeNumber::U64(n) => Some(n),
+            TapeNumber::I64(n) => u64::try_from(n).ok(),
+            TapeNumber::F64(_) => None,
+        }
     }
 
     fn as_i64(&self) -> Option<i64> {
-        self.number().as_i64()
+        match *self {
+            TapeNumber::U64(n) => i64::try_from(n).ok(),
+            TapeNumber::I64(n) => Some(n),
+            TapeNumber::F64(_) => None,
+        }
     }
 
     fn as_f64(&self) -> Option<f64> {
-        self.number().as_f64()
+        Some(match *self {
+            TapeNumber::U64(n) => n as f64,
+            TapeNumber::I64(n) => n as f64,
+            TapeNumber::F64(f) => f,
+        })
     }
 
     fn as_str(&self) -> Cow<'_, str> {
@@ -516,6 +767,7 @@ pub(crate) struct Members<'a> {
 impl<'a> Iterator for Members<'a> {
     type Item = (&'a str, TapeNode<'a>);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.next >= self.end {
             return None;
@@ -670,6 +922,135 @@ mod tests {
             assert_eq!(a.as_string().as_deref(), Some("two"));
         })
         .expect("the document parses");
+    }
+
+    #[test]
+    fn numbers_read_as_serde_json_numbers_do() {
+        for n in [
+            TapeNumber::U64(0),
+            TapeNumber::U64(u64::MAX),
+            TapeNumber::U64(i64::MAX as u64 + 1),
+            TapeNumber::I64(-1),
+            TapeNumber::I64(i64::MIN),
+            TapeNumber::F64(-2.5),
+            TapeNumber::F64(3.0),
+        ] {
+            let serde = n.number();
+            assert_eq!(n.as_u64(), serde.as_u64(), "{n:?}");
+            assert_eq!(n.as_i64(), serde.as_i64(), "{n:?}");
+            assert_eq!(n.as_f64(), serde.as_f64(), "{n:?}");
+        }
+    }
+
+    #[test]
+    fn string_stops_are_found_wherever_they_are() {
+        for len in 0..40 {
+            for stop in [b'"', b'\\', 0x00, 0x1f] {
+                for at in 0..len {
+                    let mut s = vec![b'a'; len];
+                    s[at] = stop;
+                    // Bytes that look like stops to a careless mask: above 0x7f, 0x20, 0x21.
+                    for (i, c) in s.iter_mut().enumerate().skip(at + 1) {
+                        *c = [0xe9, 0x20, 0x21, b'"'][i % 4];
+                    }
+                    assert_eq!(string_stop(&s), Some(at), "{s:?}");
+                }
+            }
+            let plain: Vec<u8> = (0..len)
+                .map(|i| [b'a', 0xc3, 0xa9, 0x20, 0x7f][i % 5])
+                .collect();
+            assert_eq!(string_stop(&plain), None, "{plain:?}");
+        }
+    }
+
+    #[test]
+    fn fast_parser_agrees_with_serde_json() {
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "-0.0",
+            "1.5",
+            "-1.25",
+            "01",
+            "1.",
+            ".5",
+            "1e3",
+            "1E-2",
+            "-",
+            "--1",
+            "18446744073709551615",
+            "999999999999999999",
+            "1000000000000000000",
+            "-999999999999999999",
+            "0.1",
+            "0.30000000000000004",
+            "123456789012345.6",
+            "12345678901234.56",
+            "9007199254740993.0",
+            "3.141592653589793",
+            "1.7976931348623157",
+            "true",
+            "false",
+            "null",
+            "tru",
+            "nulll",
+            "\"\"",
+            "\"a\\nb\"",
+            "\"\u{1}\"",
+            "\"\u{7f}é\"",
+            "[]",
+            "{}",
+            "[,]",
+            "[1,]",
+            "{\"a\":}",
+            "{\"a\" :1 , \"b\":[ ]}",
+            " \t\r\n[1]\n",
+            "[1]x",
+            "{\"a\":1}}",
+            "[[[[[[[[]]]]]]]]",
+            "\u{c}1",
+            "1\u{b}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        texts.push("[".repeat(70) + &"]".repeat(70));
+        texts.push("[".repeat(64) + &"]".repeat(64));
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let noise = b",:{}[]\"\\ 0-.eE19tfn\n\x01";
+        for v in values(0xfa57, 1500) {
+            for text in [v.to_string(), serde_json::to_string_pretty(&v).unwrap()] {
+                let mut bytes = text.clone().into_bytes();
+                texts.push(text);
+                if bytes.is_empty() {
+                    continue;
+                }
+                let at = (next() % bytes.len() as u64) as usize;
+                texts.push(String::from_utf8_lossy(&bytes[..at]).into_owned());
+                bytes[at] = noise[(next() % noise.len() as u64) as usize];
+                texts.push(String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+        let taken = texts
+            .iter()
+            .filter(|t| assert_fast_agrees(t.as_bytes()))
+            .count();
+        // The fast parser does the common work (not every payload falls back).
+        assert!(taken > texts.len() / 3, "{taken} of {}", texts.len());
+        for (text, fast) in [
+            ("{\"price\":12.5,\"id\":7,\"n\":-3,\"s\":\"x\"}", true),
+            ("{\"s\":\"\\u00e9\"}", false),
+            ("1e3", false),
+            ("-0", false),
+        ] {
+            assert_eq!(assert_fast_agrees(text.as_bytes()), fast, "{text}");
+        }
     }
 
     /// A deterministic stream of JSON values of every kind, nested.
