@@ -59,7 +59,7 @@ pub use plugin::{
 };
 pub use properties::{parse_duration, Properties};
 pub use schema::schema;
-pub use stream::{direction, flags, Data, Frame, Protocol, Reset, Rx, Signal, Tx};
+pub use stream::{direction, flags, Data, Frame, Protocol, Reset, Rx, Signal, Source, Tx};
 
 /// Re-exported so plugin crates register with the same `inventory` version as the engine.
 pub use inventory;

@@ -204,6 +204,23 @@ struct State<P: Protocol> {
     reset: bool,
     reset_ext: Option<P::Reset>,
     challenges: VecDeque<Option<P::Challenge>>,
+    /// What makes the frames after the queued ones, in the reader's task (see [`Source`]).
+    source: Option<Box<dyn Source<P>>>,
+}
+
+/// Makes a direction's frames when its reader asks for them, in the reader's task: a binding
+/// that only transforms frames one way (the sse client parsing an upstream event stream) hands
+/// its writing half over to one ([`Tx::pull`]) instead of running a task of its own, which saves
+/// the task's memory per stream and a wake-up and a pipe hop per frame.
+///
+/// Backpressure is the reader's: nothing is made until it asks. The reader refusing or
+/// dropping the direction drops the source (and with it whatever the source reads from);
+/// so does a terminal frame. Challenges to a pulled direction are not seen by anyone.
+pub trait Source<P: Protocol>: Send + 'static {
+    /// The next frame, or `Pending` with `cx` registered wherever the next one will come from
+    /// (the source polls its own inputs with the reader's context). Not polled again after a
+    /// terminal frame.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Frame<P>>;
 }
 
 struct Pipe<P: Protocol> {
@@ -245,6 +262,7 @@ pub(crate) fn metered_direction<P: Protocol>(
             reset: false,
             reset_ext: None,
             challenges: VecDeque::new(),
+            source: None,
         }),
         window: window.max(1),
         meter: meter.map(Box::new),
@@ -336,6 +354,26 @@ impl<P: Protocol> Tx<P> {
             w.wake();
         }
         Ok(())
+    }
+
+    /// Hands the rest of this direction to `source`: once the frames already pushed are read,
+    /// the reader's task makes the next ones by polling it (see [`Source`]). Nothing happens
+    /// if the reader has already refused the direction.
+    pub fn pull(mut self, source: impl Source<P>) {
+        self.done = true;
+        let (refused, waker) = {
+            let mut s = self.pipe.lock();
+            if s.reset {
+                (Some(source), None)
+            } else {
+                s.source = Some(Box::new(source));
+                (None, s.reader.take())
+            }
+        };
+        drop(refused);
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     /// Waits for credit, then adds the frame.
@@ -450,6 +488,12 @@ impl<P: Protocol> Rx<P> {
                 Some(frame) => Some(frame),
                 None => s.queue.pop_front(),
             };
+            if next.is_none() {
+                if let Some(source) = s.source.take() {
+                    drop(s);
+                    return self.poll_source(source, cx);
+                }
+            }
             match next {
                 Some(frame) => {
                     let before = s.charged;
@@ -474,6 +518,29 @@ impl<P: Protocol> Rx<P> {
         if let Some(w) = waker {
             w.wake();
         }
+        Poll::Ready(Some(frame))
+    }
+
+    /// The next frame from the direction's [`Source`], which is put back unless it ended the
+    /// direction (or the direction was refused meanwhile: it is dropped).
+    fn poll_source(
+        &mut self,
+        mut source: Box<dyn Source<P>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Frame<P>>> {
+        let polled = source.poll_next(cx);
+        let ended = matches!(&polled, Poll::Ready(frame) if frame.is_terminal());
+        if !ended {
+            let mut s = self.pipe.lock();
+            if !s.reset {
+                s.source = Some(source);
+            }
+        }
+        let frame = std::task::ready!(polled);
+        if let Some(m) = &self.pipe.meter {
+            meter(m, &frame);
+        }
+        self.done = ended;
         Poll::Ready(Some(frame))
     }
 
@@ -510,7 +577,7 @@ impl<P: Protocol> Rx<P> {
             s.reset_ext = ext;
             s.charged = 0;
             (
-                (s.head.take(), std::mem::take(&mut s.queue)),
+                (s.head.take(), std::mem::take(&mut s.queue), s.source.take()),
                 s.writer.take(),
             )
         };
@@ -642,6 +709,86 @@ mod tests {
         assert!(rx.try_recv().is_none());
         tx.push(payload(5)).unwrap();
         assert_eq!(got(rx.recv().await), 5);
+    }
+
+    /// A source that upper-cases what it reads from another direction (a one-way transform),
+    /// and says when it is dropped.
+    struct Upper(Rx<Bytes0>, Arc<std::sync::atomic::AtomicBool>);
+
+    impl Source<Bytes0> for Upper {
+        fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Frame<Bytes0>> {
+            Poll::Ready(match std::task::ready!(self.0.poll_recv(cx)) {
+                Some(Frame::Data(d)) => {
+                    Frame::Data(Data::bytes(d.payload.unwrap().to_ascii_uppercase().into()))
+                }
+                Some(other) => other,
+                None => Frame::Abort(None),
+            })
+        }
+    }
+
+    impl Drop for Upper {
+        fn drop(&mut self) {
+            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn upper(input: Rx<Bytes0>) -> (Upper, Arc<std::sync::atomic::AtomicBool>) {
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        (Upper(input, dropped.clone()), dropped)
+    }
+
+    fn text(f: Option<Frame<Bytes0>>) -> String {
+        match f {
+            Some(Frame::Data(d)) => String::from_utf8(d.payload.unwrap().to_vec()).unwrap(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pulled_direction_reads_its_queue_then_its_source_in_the_readers_task() {
+        let (mut up_tx, up_rx) = direction::<Bytes0>(1000);
+        let (mut tx, mut rx) = direction::<Bytes0>(1000);
+        tx.push(Frame::Data(Data::bytes(Bytes::from_static(b"pushed"))))
+            .unwrap();
+        let (source, dropped) = upper(up_rx);
+        tx.pull(source);
+        assert_eq!(text(rx.recv().await), "pushed");
+        // Nothing upstream yet: the reader waits, woken by the source's own input.
+        assert!(rx.try_recv().is_none());
+        let reader = tokio::spawn(async move {
+            let got = text(rx.recv().await);
+            (got, rx)
+        });
+        tokio::task::yield_now().await;
+        up_tx.data(Bytes::from_static(b"event")).await.unwrap();
+        let (got, mut rx) = reader.await.unwrap();
+        assert_eq!(got, "EVENT");
+        // A terminal frame ends the direction and drops the source.
+        up_tx.end(None);
+        assert!(matches!(rx.recv().await, Some(Frame::End(_))));
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn refusing_a_pulled_direction_drops_its_source_and_resets_what_it_read() {
+        let (up_tx, up_rx) = direction::<Bytes0>(1000);
+        let (tx, rx) = direction::<Bytes0>(1000);
+        let (source, dropped) = upper(up_rx);
+        tx.pull(source);
+        assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));
+        drop(rx);
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(up_tx.is_reset(), "the source's input is refused in turn");
+
+        // Pulling a direction already refused drops the source at once.
+        let (_up_tx, up_rx) = direction::<Bytes0>(1000);
+        let (tx, rx) = direction::<Bytes0>(1000);
+        drop(rx);
+        let (source, dropped) = upper(up_rx);
+        tx.pull(source);
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test]

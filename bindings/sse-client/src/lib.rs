@@ -13,7 +13,9 @@
 //! answer other than `200` with `text/event-stream` refuses the stream: 4xx statuses pass
 //! through, anything else becomes `502`, and the reason is logged.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use proto_http::{Headers, Http, HttpBegin, HttpReset};
@@ -23,8 +25,8 @@ use proto_sse::{Sse, SseBegin, SseEvent};
 use sse_codec::{Event, Parser};
 use zilla_engine::{
     flags, handler_binding, Binding, BindingContext, BindingDescriptor, BindingFactory, BindingId,
-    ConfigErrors, Data, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Signal,
-    Stream, Tx, Values,
+    ConfigErrors, Data, Frame, Graph, Handler, Kind, Nothing, Protocols, Reset, Routes, Rx, Source,
+    Stream, Values,
 };
 
 /// The `sse` binding type, client kind.
@@ -118,13 +120,23 @@ impl Handler<Sse> for Inner {
                 stream.session.clone(),
             )
             .map_err(Reset::relay)?;
-        let settings = RunSettings {
+        let batch = stream.begin.batch;
+        let (app_rx, app_tx, trace_id) = stream.into_halves();
+        // A GET has no body: end the request now.
+        http_tx.end(None);
+        // No task of its own: the opener's task parses as it reads (see `Upstream`).
+        app_tx.pull(Upstream {
+            http_rx,
+            app_rx: Some(app_rx),
             name: self.name.clone(),
-            max_event: self.max_event,
-            batch: stream.begin.batch,
             metrics: self.metrics.clone(),
-        };
-        graph.spawn(run(stream, http_tx, http_rx, settings));
+            batch,
+            trace_id,
+            streaming: false,
+            parser: Parser::new(self.max_event),
+            events: Vec::new(),
+            ready: VecDeque::new(),
+        });
         Ok(())
     }
 }
@@ -160,95 +172,114 @@ fn unacceptable(reply: &HttpBegin) -> Option<(u16, String)> {
     None
 }
 
-/// What one stream's task needs of its binding.
-struct RunSettings {
+/// One stream's upstream, read by the opener's task: the events of the upstream's
+/// `text/event-stream` are made when the opener asks for them ([`Source`]), so the sse client
+/// runs no task per stream and an event is not handed through a pipe of its own. The opener
+/// asking only when it has room is the backpressure: a slow client stops this read, and so
+/// the upstream.
+struct Upstream {
+    http_rx: Rx<Http>,
+    /// The opener's request: its abort (or, once streaming, its end) ends the stream and the
+    /// upstream request goes at once. Taken to refuse the stream with an upstream's status.
+    app_rx: Option<Rx<Sse>>,
     name: String,
-    max_event: usize,
+    metrics: SseMetrics,
     /// The opener takes events as framed upstream, several per frame.
     batch: bool,
-    metrics: SseMetrics,
+    trace_id: u64,
+    /// The upstream answered with an event stream.
+    streaming: bool,
+    parser: Parser,
+    /// Events parsed from the last read (kept for their capacity).
+    events: Vec<(Event, Option<Bytes>)>,
+    /// Frames made from the last read, not yet taken.
+    ready: VecDeque<Frame<Sse>>,
 }
 
-async fn run(stream: Stream<Sse>, http_tx: Tx<Http>, mut http_rx: Rx<Http>, settings: RunSettings) {
-    let RunSettings {
-        name,
-        max_event,
-        batch,
-        metrics,
-    } = settings;
-    let (mut app_rx, mut app_tx, trace_id) = stream.into_halves();
-    // A GET has no body: end the request now.
-    http_tx.end(None);
+impl Upstream {
+    /// Refuses the stream with `status` (the opener answers it) and ends the reply.
+    fn refuse(&mut self, status: u16) -> Poll<Frame<Sse>> {
+        if let Some(app_rx) = self.app_rx.take() {
+            app_rx.reset(Some(HttpReset::status(status)));
+        }
+        Poll::Ready(Frame::Abort(None))
+    }
 
-    let reply = loop {
-        tokio::select! {
-            frame = http_rx.recv() => match frame {
-                Some(Frame::Begin(b)) => break b,
-                Some(Frame::Data(_) | Frame::Flush) => {}
-                Some(Frame::End(_) | Frame::Abort(_)) | None => {
-                    tracing::debug!(binding = %name, trace_id, "upstream closed before answering");
-                    return app_rx.reset(Some(HttpReset::status(502)));
+    /// Parses one upstream read into `ready`.
+    fn read(&mut self, chunk: Bytes) {
+        let read_at = Some(std::time::Instant::now());
+        let dropped = self.parser.dropped();
+        let events = &mut self.events;
+        self.parser
+            .feed_raw(chunk.clone(), &mut |e, raw| events.push((e, raw)));
+        if self.parser.dropped() > dropped {
+            self.metrics
+                .dropped(Dropped::TooLarge, self.parser.dropped() - dropped);
+            tracing::warn!(binding = %self.name, trace_id = self.trace_id, dropped = self.parser.dropped(),
+                "event larger than zilla.binding.sse.maximum.event.size dropped");
+        }
+        self.metrics.received.add(self.events.len() as u64);
+        frames(
+            &mut self.events,
+            &chunk,
+            (self.batch, read_at),
+            &mut self.ready,
+        );
+    }
+}
+
+impl Source<Sse> for Upstream {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Frame<Sse>> {
+        loop {
+            if let Some(frame) = self.ready.pop_front() {
+                if let Frame::Data(d) = &frame {
+                    self.metrics.sent.add(d.meta.events());
                 }
-            },
-            Signal::Reset(_) = app_tx.signal() => return,
-            frame = app_rx.recv(), if !app_rx.is_done() => {
-                if matches!(frame, Some(Frame::Abort(_)) | None) {
-                    return;
+                return Poll::Ready(frame);
+            }
+            if let Some(app_rx) = self.app_rx.as_mut().filter(|rx| !rx.is_done()) {
+                if let Poll::Ready(frame) = app_rx.poll_recv(cx) {
+                    let ends = match frame {
+                        Some(Frame::Abort(_)) | None => true,
+                        Some(Frame::End(_)) => self.streaming,
+                        Some(_) => false,
+                    };
+                    if ends {
+                        return Poll::Ready(Frame::Abort(None));
+                    }
+                    continue;
                 }
             }
-        }
-    };
-    if let Some((status, why)) = unacceptable(&reply) {
-        tracing::warn!(binding = %name, trace_id, status, "{why}: event stream refused");
-        return app_rx.reset(Some(HttpReset::status(status)));
-    }
-    if app_tx.push(Frame::Begin(SseBegin::default())).is_err() {
-        return;
-    }
-
-    let mut parser = Parser::new(max_event);
-    let mut events = Vec::new();
-    let mut ready = Vec::new();
-    loop {
-        tokio::select! {
-            frame = http_rx.recv() => match frame {
-                Some(Frame::Data(Data { payload: Some(chunk), .. })) => {
-                    let read_at = Some(std::time::Instant::now());
-                    let dropped = parser.dropped();
-                    parser.feed_raw(chunk.clone(), &mut |e, raw| events.push((e, raw)));
-                    if parser.dropped() > dropped {
-                        metrics.dropped(Dropped::TooLarge, parser.dropped() - dropped);
-                        tracing::warn!(binding = %name, trace_id, dropped = parser.dropped(),
-                            "event larger than zilla.binding.sse.maximum.event.size dropped");
-                    }
-                    metrics.received.add(events.len() as u64);
-                    frames(&mut events, &chunk, (batch, read_at), &mut ready);
-                    for frame in ready.drain(..) {
-                        let n = match &frame {
-                            Frame::Data(d) => d.meta.events(),
-                            _ => 0,
-                        };
-                        metrics.sent.add(n);
-                        // Waits for credit: a slow client stops this read, and so the upstream.
-                        if app_tx.send(frame).await.is_err() {
-                            return;
+            let frame = std::task::ready!(self.http_rx.poll_recv(cx));
+            if !self.streaming {
+                match frame {
+                    Some(Frame::Begin(reply)) => {
+                        if let Some((status, why)) = unacceptable(&reply) {
+                            tracing::warn!(binding = %self.name, trace_id = self.trace_id, status,
+                                "{why}: event stream refused");
+                            return self.refuse(status);
                         }
+                        self.streaming = true;
+                        return Poll::Ready(Frame::Begin(SseBegin::default()));
+                    }
+                    Some(Frame::Data(_) | Frame::Flush) => {}
+                    Some(Frame::End(_) | Frame::Abort(_)) | None => {
+                        tracing::debug!(binding = %self.name, trace_id = self.trace_id,
+                            "upstream closed before answering");
+                        return self.refuse(502);
                     }
                 }
-                Some(Frame::Flush) => {
-                    let _ = app_tx.push(Frame::Flush);
-                }
+                continue;
+            }
+            match frame {
+                Some(Frame::Data(Data {
+                    payload: Some(chunk),
+                    ..
+                })) => self.read(chunk),
+                Some(Frame::Flush) => self.ready.push_back(Frame::Flush),
                 Some(Frame::Data(_) | Frame::Begin(_)) => {}
-                Some(Frame::End(_)) => return app_tx.end(None),
-                Some(Frame::Abort(_)) | None => return app_tx.abort(None),
-            },
-            Signal::Reset(_) = app_tx.signal() => return,
-            frame = app_rx.recv(), if !app_rx.is_done() => {
-                // The app ends its request when its response is finishing (or aborts it):
-                // the upstream request goes at once.
-                if matches!(frame, Some(Frame::End(_) | Frame::Abort(_)) | None) {
-                    return;
-                }
+                Some(Frame::End(_)) => return Poll::Ready(Frame::End(None)),
+                Some(Frame::Abort(_)) | None => return Poll::Ready(Frame::Abort(None)),
             }
         }
     }
@@ -262,15 +293,15 @@ fn frames(
     events: &mut Vec<(Event, Option<Bytes>)>,
     chunk: &Bytes,
     (batch, read_at): (bool, Option<std::time::Instant>),
-    out: &mut Vec<Frame<Sse>>,
+    out: &mut VecDeque<Frame<Sse>>,
 ) {
     // (from, to) in chunk, last id, number of events
     let mut run: Option<(usize, usize, Option<Bytes>, u32)> = None;
     let base = chunk.as_ptr() as usize;
     let flush = |run: &mut Option<(usize, usize, Option<Bytes>, u32)>,
-                 out: &mut Vec<Frame<Sse>>| {
+                 out: &mut VecDeque<Frame<Sse>>| {
         if let Some((from, to, id, n)) = run.take() {
-            out.push(Frame::Data(Data {
+            out.push_back(Frame::Data(Data {
                 flags: flags::COMPLETE,
                 payload: Some(chunk.slice(from..to)),
                 meta: SseEvent {
@@ -303,7 +334,7 @@ fn frames(
             }
             (None, _) => {
                 flush(&mut run, out);
-                out.push(Frame::Data(Data {
+                out.push_back(Frame::Data(Data {
                     flags: flags::COMPLETE,
                     payload: e.data,
                     meta: SseEvent {
