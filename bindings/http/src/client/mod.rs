@@ -61,7 +61,9 @@ pub(crate) mod codec;
 mod h2;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,7 +73,7 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant};
 use zilla_engine::{
     AnyHandler, Binding, BindingContext, BindingId, ConfigError, ConfigErrors, Data, Frame, Graph,
-    Handler, Reset, Routes, Rx, Session, Stream, Tx, Values,
+    Handler, Reset, Routes, Rx, Session, Source, Stream, Tx, Values,
 };
 
 use crate::config::{HttpCondition, HttpVersion, HttpWith};
@@ -703,6 +705,9 @@ enum Received {
         reusable: bool,
         end: Option<HttpTrailers>,
     },
+    /// The head went to the app, after the whole request was sent: the body is read in the
+    /// app's task ([`PulledBody`]).
+    Head(BodyReader),
     /// The app reset the reply.
     AppGone,
     /// The upstream failed before the response head.
@@ -754,6 +759,9 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
             reused,
         } = conn;
 
+        // Set once the whole request is on the wire: a response whose head arrives after that
+        // has its body read by the app's task (see `PulledBody`), not by this one.
+        let sent_complete = AtomicBool::new(false);
         let (sent, received) = {
             let send = async {
                 if app_ended {
@@ -768,14 +776,31 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
                     send_request(&mut app_rx, &mut up_tx, request.head.clone(), request.body).await
                 }
             };
-            let receive =
-                receive_response(&cx, &mut up_rx, &mut app_tx, deadline, request.head_request);
+            let receive = async {
+                let mut body = match receive_head(
+                    &cx,
+                    &mut up_rx,
+                    &mut app_tx,
+                    deadline,
+                    request.head_request,
+                )
+                .await
+                {
+                    Ok(body) => body,
+                    Err(received) => return received,
+                };
+                if sent_complete.load(Ordering::Relaxed) {
+                    return Received::Head(body);
+                }
+                receive_body(&mut up_rx, &mut app_tx, &mut body).await
+            };
             tokio::pin!(send, receive);
             let mut sent = None;
             loop {
                 tokio::select! {
                     s = &mut send, if sent.is_none() => {
                         sent = Some(s);
+                        sent_complete.store(s == Sent::Complete, Ordering::Relaxed);
                         if s == Sent::AppFailed {
                             break (sent, None);
                         }
@@ -802,10 +827,55 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
     let complete = sent == Some(Sent::Complete)
         || (request.body == RequestBody::None && sent != Some(Sent::UpstreamGone));
     match received {
-        Some(Received::Complete {
+        Some(Received::Head(body)) => {
+            // The request is on the wire and the response streaming (an event stream, say):
+            // its body is read by the app's task from here on, and this task ends.
+            app_tx.pull(PulledBody {
+                cx,
+                destination: request.destination,
+                body,
+                conn: Some((up_tx, up_rx, slot)),
+                _app_rx: app_rx,
+            });
+        }
+        Some(Received::NoResponse(failure) | Received::Closed(failure)) => {
+            drop((up_tx, up_rx));
+            cx.reply(app_tx, failure, &request.destination);
+        }
+        Some(received) => {
+            if let Some(end) = finish(
+                &cx,
+                &request.destination,
+                complete,
+                received,
+                (up_tx, up_rx, slot),
+            ) {
+                let _ = app_tx.push(Frame::End(end));
+            }
+            drop(app_rx);
+        }
+        // The app aborted its request: the connection is dropped, which resets it (never
+        // reused).
+        None => {}
+    }
+}
+
+/// Ends an exchange whose response began: puts a `reusable` connection of a `complete`
+/// request back in the pool (before the app sees the `End`, so a client pipelining its next
+/// request finds it idle), ends or drops the others, and reports a broken response. The `End`
+/// extension the app gets, or `None` when the reply is aborted instead.
+fn finish(
+    cx: &Exchange,
+    destination: &Address,
+    complete: bool,
+    received: Received,
+    (up_tx, up_rx, slot): (Tx<Tcp>, Rx<Tcp>, Slot),
+) -> Option<Option<HttpTrailers>> {
+    match received {
+        Received::Complete {
             reusable: true,
             end,
-        }) if complete => {
+        } if complete => {
             let (handle, take) = oneshot::channel();
             cx.pool.checkin(&slot.key, handle);
             let conn = Conn {
@@ -816,32 +886,77 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
             };
             cx.graph
                 .spawn(watch_idle(cx.graph.clone(), conn, take, cx.idle_timeout));
-            // Only now: the connection is idle before the app can send its next request.
-            let _ = app_tx.push(Frame::End(end));
-            drop(app_rx);
+            Some(end)
         }
-        Some(Received::Complete { end, .. }) => {
+        Received::Complete { end, .. } => {
             if complete {
                 up_tx.end(None);
             }
-            // Otherwise the request is still being sent: the connection is dropped below, which
+            // Otherwise the request is still being sent: the connection is dropped here, which
             // resets it (never reused).
-            let _ = app_tx.push(Frame::End(end));
+            Some(end)
         }
-        Some(Received::NoResponse(failure) | Received::Closed(failure)) => {
-            drop((up_tx, up_rx));
-            cx.reply(app_tx, failure, &request.destination);
-        }
-        Some(Received::Broken(message)) => {
-            cx.report(format!(
-                "{}: response aborted: {message}",
-                request.destination
-            ));
+        Received::Broken(message) => {
+            cx.report(format!("{destination}: response aborted: {message}"));
             // Dropping both sides aborts the reply and resets the upstream connection.
+            None
         }
-        // The app went away, aborted its request, or the response ended before the request:
-        // the connection is dropped, which resets it (never reused).
-        _ => {}
+        // The app went away, or the response ended before the request: the connection is
+        // dropped, which resets it (never reused).
+        _ => None,
+    }
+}
+
+/// The body of an HTTP/1.1 response whose request is complete, read in the app's task: the
+/// exchange's own task ends once the head is passed on, so a long response (an event stream)
+/// costs no task of its own and each piece of body one pipe hop fewer. Decoding is the same as
+/// in the task ([`BodyReader`]); the end is the same too ([`finish`]).
+struct PulledBody {
+    cx: Exchange,
+    destination: Address,
+    body: BodyReader,
+    conn: Option<(Tx<Tcp>, Rx<Tcp>, Slot)>,
+    /// The app's request (ended), held until the response ends as the task held it.
+    _app_rx: Rx<Http>,
+}
+
+impl Drop for PulledBody {
+    fn drop(&mut self) {
+        // The app left before the end (an sse client refusing an error status, say). A body
+        // already complete in what was read (that status's empty body) still closes its
+        // connection cleanly, as the exchange's task did; any other resets it.
+        let Some((up_tx, mut up_rx, slot)) = self.conn.take() else {
+            return;
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(Step::Done(Received::Complete { .. })) =
+            self.body.poll_next(&mut up_rx, &mut cx)
+        {
+            up_tx.end(None);
+        }
+        drop((up_rx, slot));
+    }
+}
+
+impl Source<Http> for PulledBody {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Frame<Http>> {
+        let Some((_, up_rx, _)) = self.conn.as_mut() else {
+            return Poll::Ready(Frame::Abort(None));
+        };
+        match std::task::ready!(self.body.poll_next(up_rx, cx)) {
+            Step::Data(bytes) => Poll::Ready(Frame::Data(Data::bytes(bytes))),
+            Step::Done(received) => {
+                let Some(conn) = self.conn.take() else {
+                    return Poll::Ready(Frame::Abort(None));
+                };
+                Poll::Ready(
+                    match finish(&self.cx, &self.destination, true, received, conn) {
+                        Some(end) => Frame::End(end),
+                        None => Frame::Abort(None),
+                    },
+                )
+            }
+        }
     }
 }
 
@@ -909,21 +1024,21 @@ async fn send_request(
     }
 }
 
-/// Reads the response head (within `deadline`), replies `Begin` to the app, then streams the
-/// body, one data frame per piece decoded.
-async fn receive_response(
+/// Reads the response head (within `deadline`) and replies `Begin` to the app: then what
+/// reading its body needs, or how the response ended before one.
+async fn receive_head(
     cx: &Exchange,
     up: &mut Rx<Tcp>,
     app: &mut Tx<Http>,
     deadline: Instant,
     head_request: bool,
-) -> Received {
+) -> Result<BodyReader, Received> {
     let mut reader = HeadReader::default();
     let mut answered = false;
-    let (head, mut input) = loop {
+    let (head, input) = loop {
         let frame = tokio::select! {
-            _ = app.reset() => return Received::AppGone,
-            _ = sleep_until(deadline) => return Received::NoResponse(Failure::timeout(cx)),
+            _ = app.reset() => return Err(Received::AppGone),
+            _ = sleep_until(deadline) => return Err(Received::NoResponse(Failure::timeout(cx))),
             frame = up.recv() => frame,
         };
         match frame {
@@ -934,80 +1049,120 @@ async fn receive_response(
                 match reader.push(p, head_request) {
                     Ok(Some(done)) => break done,
                     Ok(None) => {}
-                    Err(e) => return Received::NoResponse(Failure::bad_gateway(e.to_string())),
+                    Err(e) => {
+                        return Err(Received::NoResponse(Failure::bad_gateway(e.to_string())))
+                    }
                 }
             }
             Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush) => {}
             Some(Frame::End(_)) => {
                 let failure =
                     Failure::bad_gateway("the upstream closed the connection before a response");
-                return if answered {
+                return Err(if answered {
                     Received::NoResponse(failure)
                 } else {
                     Received::Closed(failure)
-                };
+                });
             }
             Some(Frame::Abort(_)) | None => {
                 let failure =
                     Failure::bad_gateway("the upstream reset the connection before a response");
-                return if answered {
+                return Err(if answered {
                     Received::NoResponse(failure)
                 } else {
                     Received::Closed(failure)
-                };
+                });
             }
         }
     };
     let keep_alive = head.keep_alive;
-    let mut decoder = BodyDecoder::new(head.body);
+    let decoder = BodyDecoder::new(head.body);
     if app
         .push(Frame::Begin(HttpBegin {
             headers: head.headers,
         }))
         .is_err()
     {
-        return Received::AppGone;
+        return Err(Received::AppGone);
     }
-    loop {
+    Ok(BodyReader {
+        decoder,
+        input,
+        keep_alive,
+    })
+}
+
+/// A response body being read: decoded as it comes, one data frame per piece.
+#[derive(Debug)]
+struct BodyReader {
+    decoder: BodyDecoder,
+    /// Read and not yet decoded.
+    input: Bytes,
+    keep_alive: bool,
+}
+
+/// What a body gives next.
+enum Step {
+    /// A piece of the body for the app.
+    Data(Bytes),
+    /// How the response ended (`Complete` or `Broken`).
+    Done(Received),
+}
+
+impl BodyReader {
+    /// The next piece of the body or its end, reading `up` as needed.
+    fn poll_next(&mut self, up: &mut Rx<Tcp>, cx: &mut Context<'_>) -> Poll<Step> {
         loop {
-            match decoder.decode(&mut input) {
-                Ok(Some(Body::Data(bytes))) => {
-                    if app.send(Frame::Data(Data::bytes(bytes))).await.is_err() {
-                        return Received::AppGone;
-                    }
-                }
+            match self.decoder.decode(&mut self.input) {
+                Ok(Some(Body::Data(bytes))) => return Poll::Ready(Step::Data(bytes)),
                 Ok(Some(Body::End(trailers))) => {
-                    let ext = trailers.map(HttpTrailers);
-                    return Received::Complete {
-                        reusable: keep_alive && input.is_empty(),
-                        end: ext,
-                    };
+                    return Poll::Ready(Step::Done(Received::Complete {
+                        reusable: self.keep_alive && self.input.is_empty(),
+                        end: trailers.map(HttpTrailers),
+                    }))
                 }
-                Ok(None) => break,
-                Err(e) => return Received::Broken(e.to_string()),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Step::Done(Received::Broken(e.to_string()))),
+            }
+            match std::task::ready!(up.poll_recv(cx)) {
+                Some(Frame::Data(Data {
+                    payload: Some(p), ..
+                })) => self.input = p,
+                Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush) => {}
+                Some(Frame::End(_)) => {
+                    return Poll::Ready(Step::Done(match self.decoder.eof() {
+                        Ok(_) => Received::Complete {
+                            reusable: false,
+                            end: None,
+                        },
+                        Err(e) => Received::Broken(e.to_string()),
+                    }))
+                }
+                Some(Frame::Abort(_)) | None => {
+                    return Poll::Ready(Step::Done(Received::Broken(
+                        "the upstream reset the connection".into(),
+                    )))
+                }
             }
         }
-        let frame = tokio::select! {
+    }
+}
+
+/// Streams the body to the app in this task (a response that began before its request was
+/// complete).
+async fn receive_body(up: &mut Rx<Tcp>, app: &mut Tx<Http>, body: &mut BodyReader) -> Received {
+    loop {
+        let step = tokio::select! {
             _ = app.reset() => return Received::AppGone,
-            frame = up.recv() => frame,
+            step = std::future::poll_fn(|cx| body.poll_next(up, cx)) => step,
         };
-        match frame {
-            Some(Frame::Data(Data {
-                payload: Some(p), ..
-            })) => input = p,
-            Some(Frame::Data(_) | Frame::Begin(_) | Frame::Flush) => {}
-            Some(Frame::End(_)) => {
-                return match decoder.eof() {
-                    Ok(_) => Received::Complete {
-                        reusable: false,
-                        end: None,
-                    },
-                    Err(e) => Received::Broken(e.to_string()),
+        match step {
+            Step::Data(bytes) => {
+                if app.send(Frame::Data(Data::bytes(bytes))).await.is_err() {
+                    return Received::AppGone;
                 }
             }
-            Some(Frame::Abort(_)) | None => {
-                return Received::Broken("the upstream reset the connection".into())
-            }
+            Step::Done(received) => return received,
         }
     }
 }
