@@ -361,16 +361,19 @@ impl<P: Protocol> Tx<P> {
     /// if the reader has already refused the direction.
     pub fn pull(mut self, source: impl Source<P>) {
         self.done = true;
-        let (refused, waker) = {
+        let (refused, stale, waker) = {
             let mut s = self.pipe.lock();
+            // The writer's task is handing over (and may end): a waker of its left here would
+            // keep its memory alive as long as the direction.
+            let stale = s.writer.take();
             if s.reset {
-                (Some(source), None)
+                (Some(source), stale, None)
             } else {
                 s.source = Some(Box::new(source));
-                (None, s.reader.take())
+                (None, stale, s.reader.take())
             }
         };
-        drop(refused);
+        drop((refused, stale));
         if let Some(w) = waker {
             w.wake();
         }
@@ -769,6 +772,32 @@ mod tests {
         assert!(matches!(rx.recv().await, Some(Frame::End(_))));
         assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
         assert!(rx.recv().await.is_none());
+    }
+
+    #[test]
+    fn pulling_lets_go_of_the_writers_waker() {
+        struct Counted;
+        impl std::task::Wake for Counted {
+            fn wake(self: Arc<Self>) {}
+        }
+        let task = Arc::new(Counted);
+        let waker = Waker::from(task.clone());
+        let (up_tx, up_rx) = direction::<Bytes0>(1000);
+        let (mut tx, _rx) = direction::<Bytes0>(1000);
+        // The writer's task waits for the reader's word, as a task relaying a reply does.
+        assert!(tx.poll_reset(&mut Context::from_waker(&waker)).is_pending());
+        drop(waker);
+        assert_eq!(
+            Arc::strong_count(&task),
+            2,
+            "the pipe holds the writer's waker"
+        );
+        let (source, _dropped) = upper(up_rx);
+        tx.pull(source);
+        // Otherwise the writer's task (ended after handing over) stays allocated as long as
+        // the direction lasts.
+        assert_eq!(Arc::strong_count(&task), 1);
+        drop(up_tx);
     }
 
     #[tokio::test]
