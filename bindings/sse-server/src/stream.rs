@@ -57,6 +57,8 @@ pub(crate) struct StreamOptions {
 
 /// Why the stream stopped.
 enum Stop {
+    /// The app ended its events, with its last id if it said one.
+    Ended(Option<Bytes>),
     /// The browser went away (reply reset or request aborted).
     ClientGone,
     /// The client was too slow and the policy dropped it.
@@ -80,8 +82,16 @@ pub(crate) async fn run(
     } = options;
     let (mut http_rx, mut http_tx, trace_id) = stream.into_halves();
 
-    // Nothing goes to the client until the app accepts the stream.
-    match opening(&mut app_tx, &mut app_rx, &mut http_tx, &mut http_rx).await {
+    // Nothing goes to the client until the app accepts the stream. Boxed: the wait is not part
+    // of the state an open stream keeps.
+    match Box::pin(opening(
+        &mut app_tx,
+        &mut app_rx,
+        &mut http_tx,
+        &mut http_rx,
+    ))
+    .await
+    {
         Opening::Accepted => {}
         Opening::Refused(ext) => return refuse(http_rx, http_tx, ext),
         Opening::ClientGone => return app_tx.end(None),
@@ -119,153 +129,164 @@ pub(crate) async fn run(
     let metrics = &settings.metrics;
     metrics.streams.inc();
     let _open = Decrement(&metrics.streams);
-    let timer = sleep_until(next_wake(last_write, idle, blocked_since, &settings));
-    tokio::pin!(timer);
     let shutdown = graph.shutdown().clone();
-    let cancelled = shutdown.cancelled();
-    tokio::pin!(cancelled);
-
-    let stop = loop {
-        if let Some((bytes, n, read_at)) = pending.take() {
-            // Credit is checked without waiting; only a stream that has to wait records it.
-            let now =
-                std::future::poll_fn(|cx| std::task::Poll::Ready(http_tx.poll_ready(cx))).await;
-            match now {
-                std::task::Poll::Ready(Ok(())) => {
-                    // Counted as handed on, before the client can see it.
-                    metrics.sent.add(n);
-                    metrics.written(read_at);
-                    if http_tx.push(data(bytes)).is_err() {
-                        break Stop::ClientGone;
+    // In a block: the timer and the shutdown wait are gone before the stream's last words.
+    let stop = {
+        let timer = sleep_until(next_wake(last_write, idle, blocked_since, &settings));
+        tokio::pin!(timer);
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        loop {
+            if let Some((bytes, n, read_at)) = pending.take() {
+                // Credit is checked without waiting; only a stream that has to wait records it.
+                let now =
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(http_tx.poll_ready(cx))).await;
+                match now {
+                    std::task::Poll::Ready(Ok(())) => {
+                        // Counted as handed on, before the client can see it.
+                        metrics.sent.add(n);
+                        metrics.written(read_at);
+                        if http_tx.push(data(bytes)).is_err() {
+                            break Stop::ClientGone;
+                        }
+                        blocked_since = None;
+                        last_write = Instant::now();
                     }
-                    blocked_since = None;
-                    last_write = Instant::now();
-                }
-                std::task::Poll::Ready(Err(_)) => break Stop::ClientGone,
-                std::task::Poll::Pending => {
-                    pending = Some((bytes, n, read_at));
-                    if blocked_since.is_none() {
-                        let since = Instant::now();
-                        blocked_since = Some(since);
-                        let slow = since + settings.slow_client_timeout;
-                        if slow < timer.deadline() {
-                            timer.as_mut().reset(slow);
+                    std::task::Poll::Ready(Err(_)) => break Stop::ClientGone,
+                    std::task::Poll::Pending => {
+                        pending = Some((bytes, n, read_at));
+                        if blocked_since.is_none() {
+                            let since = Instant::now();
+                            blocked_since = Some(since);
+                            let slow = since + settings.slow_client_timeout;
+                            if slow < timer.deadline() {
+                                timer.as_mut().reset(slow);
+                            }
                         }
                     }
                 }
             }
-        }
-        let waiting = pending.is_some();
-        tokio::select! {
-            frame = app_rx.recv(), if !waiting => match frame {
-                Some(Frame::Data(mut d)) => {
-                    if !shared {
-                        metrics.received.add(d.meta.events());
-                    }
-                    if let Some(rule) = &rule {
-                        if d.meta.batch > 0 {
-                            // Events framed as they go out: each one's data checked, the bytes
-                            // of those that pass forwarded as they came.
-                            if !check_batch(&mut d, rule, &settings.rules, name, trace_id) {
-                                continue;
+            let waiting = pending.is_some();
+            tokio::select! {
+                frame = app_rx.recv(), if !waiting => match frame {
+                    Some(Frame::Data(mut d)) => {
+                        if !shared {
+                            metrics.received.add(d.meta.events());
+                        }
+                        if let Some(rule) = &rule {
+                            if d.meta.batch > 0 {
+                                // Events framed as they go out: each one's data checked, the bytes
+                                // of those that pass forwarded as they came.
+                                if !check_batch(&mut d, rule, &settings.rules, name, trace_id) {
+                                    continue;
+                                }
+                            } else if let Some(payload) = d.payload.take() {
+                                match settings.rules.check(rule, payload, name, trace_id) {
+                                    Some(checked) => d.payload = Some(checked),
+                                    None => continue,
+                                }
                             }
-                        } else if let Some(payload) = d.payload.take() {
-                            match settings.rules.check(rule, payload, name, trace_id) {
-                                Some(checked) => d.payload = Some(checked),
-                                None => continue,
+                        }
+                        let (n, read_at) = (d.meta.events(), d.meta.read_at);
+                        let bytes = if d.meta.batch > 0 {
+                            // Wire bytes of whole events (checked above when a rule applies).
+                            d.payload.unwrap_or_default()
+                        } else {
+                            event_bytes(&d, timestamps)
+                        };
+                        pending = Some((bytes, n, read_at));
+                    }
+                    Some(Frame::Flush) => {
+                        let _ = http_tx.push(Frame::Flush);
+                    }
+                    Some(Frame::End(ext)) => break Stop::Ended(ext.map(|end| end.id)),
+                    Some(Frame::Abort(_)) | None => {
+                        http_tx.abort(None);
+                        return app_tx.end(None);
+                    }
+                    Some(Frame::Begin(_)) => {}
+                },
+                // Credit (while an event waits for it), a reset or a challenge from the client side.
+                word = std::future::poll_fn(|cx| {
+                    if waiting {
+                        if let std::task::Poll::Ready(r) = http_tx.poll_ready(cx) {
+                            return std::task::Poll::Ready(Word::Ready(r.is_ok()));
+                        }
+                    }
+                    http_tx.poll_signal(cx).map(Word::Signal)
+                }) => match word {
+                    // Loop: the pending event goes out at the top.
+                    Word::Ready(true) => {}
+                    Word::Ready(false) | Word::Signal(Signal::Reset(_)) => break Stop::ClientGone,
+                    Word::Signal(Signal::Challenge(ext)) => {
+                        let event = challenge_event(ext, &settings.challenge_event);
+                        let _ = http_tx.push(data(event));
+                        last_write = Instant::now();
+                    }
+                },
+                frame = http_rx.recv(), if !http_rx.is_done() => {
+                    // The request ended (a GET's end is immediate): keep streaming. Its abort means
+                    // the client is gone.
+                    if let Some(Frame::Abort(ext)) = frame {
+                        app_tx.abort(ext);
+                        http_tx.abort(None);
+                        return;
+                    }
+                }
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if let Some(since) = blocked_since {
+                        if now >= since + settings.slow_client_timeout {
+                            match settings.slow_client {
+                                SlowClient::Drop => {
+                                    tracing::warn!(binding = name, trace_id, timeout = ?settings.slow_client_timeout,
+                                        "client too far behind: dropping it (zilla.binding.sse.slow.client=drop); it reconnects with its last event id");
+                                    break Stop::Dropped;
+                                }
+                                SlowClient::Hold => {
+                                    tracing::warn!(binding = name, trace_id, timeout = ?settings.slow_client_timeout,
+                                        "client too far behind: holding its upstream (zilla.binding.sse.slow.client=hold)");
+                                    // Said once per wait: keep waiting for credit, without a deadline.
+                                    blocked_since = None;
+                                }
                             }
                         }
                     }
-                    let (n, read_at) = (d.meta.events(), d.meta.read_at);
-                    let bytes = if d.meta.batch > 0 {
-                        // Wire bytes of whole events (checked above when a rule applies).
-                        d.payload.unwrap_or_default()
-                    } else {
-                        event_bytes(&d, timestamps)
-                    };
-                    pending = Some((bytes, n, read_at));
-                }
-                Some(Frame::Flush) => {
-                    let _ = http_tx.push(Frame::Flush);
-                }
-                Some(Frame::End(ext)) => {
-                    if let Some(end) = ext {
-                        let id = encode(&Fields { id: Some(&end.id), ..Default::default() });
-                        if ready(&mut http_tx, &settings, name, trace_id).await.is_ok() {
-                            let _ = http_tx.push(data(id));
+                    if let Some(idle) = idle {
+                        if pending.is_none() && now >= last_write + idle {
+                            let _ = http_tx.push(data(sse_codec::comment()));
+                            last_write = now;
                         }
                     }
+                    timer.as_mut().reset(next_wake(last_write, idle, blocked_since, &settings));
+                }
+                () = &mut cancelled => {
+                    // Engine stopping: end cleanly, the client reconnects (elsewhere) with its id.
                     http_tx.end(None);
                     return app_tx.end(None);
                 }
-                Some(Frame::Abort(_)) | None => {
-                    http_tx.abort(None);
-                    return app_tx.end(None);
-                }
-                Some(Frame::Begin(_)) => {}
-            },
-            // Credit (while an event waits for it), a reset or a challenge from the client side.
-            word = std::future::poll_fn(|cx| {
-                if waiting {
-                    if let std::task::Poll::Ready(r) = http_tx.poll_ready(cx) {
-                        return std::task::Poll::Ready(Word::Ready(r.is_ok()));
-                    }
-                }
-                http_tx.poll_signal(cx).map(Word::Signal)
-            }) => match word {
-                // Loop: the pending event goes out at the top.
-                Word::Ready(true) => {}
-                Word::Ready(false) | Word::Signal(Signal::Reset(_)) => break Stop::ClientGone,
-                Word::Signal(Signal::Challenge(ext)) => {
-                    let event = challenge_event(ext, &settings.challenge_event);
-                    let _ = http_tx.push(data(event));
-                    last_write = Instant::now();
-                }
-            },
-            frame = http_rx.recv(), if !http_rx.is_done() => {
-                // The request ended (a GET's end is immediate): keep streaming. Its abort means
-                // the client is gone.
-                if let Some(Frame::Abort(ext)) = frame {
-                    app_tx.abort(ext);
-                    http_tx.abort(None);
-                    return;
-                }
-            }
-            () = &mut timer => {
-                let now = Instant::now();
-                if let Some(since) = blocked_since {
-                    if now >= since + settings.slow_client_timeout {
-                        match settings.slow_client {
-                            SlowClient::Drop => {
-                                tracing::warn!(binding = name, trace_id, timeout = ?settings.slow_client_timeout,
-                                    "client too far behind: dropping it (zilla.binding.sse.slow.client=drop); it reconnects with its last event id");
-                                break Stop::Dropped;
-                            }
-                            SlowClient::Hold => {
-                                tracing::warn!(binding = name, trace_id, timeout = ?settings.slow_client_timeout,
-                                    "client too far behind: holding its upstream (zilla.binding.sse.slow.client=hold)");
-                                // Said once per wait: keep waiting for credit, without a deadline.
-                                blocked_since = None;
-                            }
-                        }
-                    }
-                }
-                if let Some(idle) = idle {
-                    if pending.is_none() && now >= last_write + idle {
-                        let _ = http_tx.push(data(sse_codec::comment()));
-                        last_write = now;
-                    }
-                }
-                timer.as_mut().reset(next_wake(last_write, idle, blocked_since, &settings));
-            }
-            () = &mut cancelled => {
-                // Engine stopping: end cleanly, the client reconnects (elsewhere) with its id.
-                http_tx.end(None);
-                return app_tx.end(None);
             }
         }
     };
     match stop {
+        Stop::Ended(id) => {
+            // The app's last id, as an event of its own, when the client takes it.
+            if let Some(id) = id {
+                let id = encode(&Fields {
+                    id: Some(&id),
+                    ..Default::default()
+                });
+                // Boxed, as the opening: not part of what an open stream keeps.
+                if Box::pin(ready(&mut http_tx, &settings, name, trace_id))
+                    .await
+                    .is_ok()
+                {
+                    let _ = http_tx.push(data(id));
+                }
+            }
+            http_tx.end(None);
+            return app_tx.end(None);
+        }
         Stop::ClientGone => {}
         Stop::Dropped => {
             if let Some((_, n, _)) = pending {

@@ -429,8 +429,9 @@ impl Handler<Tcp> for ClientInner {
                     )
                     .is_ok()
         };
+        // Taken apart before the task: the stream itself would stay in its state.
+        let (rx, mut tx, trace_id) = stream.into_halves();
         graph.spawn(async move {
-            let (rx, mut tx, trace_id) = stream.into_halves();
             // Boxed: connecting (and resolving) is not part of a connection's long-lived state.
             let connect = match &target {
                 Address::Socket(a) => {
