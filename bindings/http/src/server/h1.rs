@@ -3,12 +3,14 @@
 //! responses written as they arrive: every reply data frame leaves as one chunk, its payload
 //! passed on without a copy.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use proto_http::{Headers, HttpTrailers};
 use proto_tcp::Tcp;
+use tokio::time::Sleep;
 use zilla_engine::{Data, Frame, Graph, Rx, Tx};
 
 use crate::metrics::Meter;
@@ -915,9 +917,9 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
     let limit = server.max_header_list_size;
     // A request body that stops arriving for the request timeout (while nothing holds it back)
     // ends the exchange: 408 if no response began, else the connection is aborted. One timer,
-    // armed only while waiting for body bytes.
-    let body_timer = tokio::time::sleep(server.request_timeout);
-    tokio::pin!(body_timer);
+    // armed only while waiting for body bytes, and made (boxed) only for a request with a body:
+    // an event stream's GET keeps none.
+    let mut body_timer: Option<Pin<Box<Sleep>>> = None;
     let mut body_waiting = false;
     if body.done() {
         if let Some(tx) = req_tx.take() {
@@ -965,15 +967,17 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
         let want_read = pending.is_none() && (!body.done() || conn.buf.len() < limit);
         let waiting = pending.is_none() && !body.done();
         if waiting && !body_waiting {
-            body_timer
-                .as_mut()
-                .reset(tokio::time::Instant::now() + server.request_timeout);
+            let at = tokio::time::Instant::now() + server.request_timeout;
+            match &mut body_timer {
+                Some(timer) => timer.as_mut().reset(at),
+                None => body_timer = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
         }
         body_waiting = waiting;
         tokio::select! {
             biased;
             _ = conn.tx.reset() => return Next::Gone,
-            _ = &mut body_timer, if body_waiting => {
+            () = fires(&mut body_timer), if body_waiting => {
                 if let Some(tx) = req_tx.take() {
                     tx.abort(None);
                 }
@@ -1086,6 +1090,14 @@ async fn exchange(server: &Server, conn: &mut Conn, req: &Request, opened: Opene
                 TimerEvent::Expire => return Next::Abort,
             }
         }
+    }
+}
+
+/// Waits for an armed timer; pends forever when there is none (for `select!`).
+async fn fires(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(timer) => timer.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -12,14 +12,18 @@ pub(crate) mod h1;
 mod h2;
 mod validate;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use proto_http::{Headers, Http, HttpBegin, HttpChallenge, HttpReset};
 use proto_tcp::{Tcp, TcpBegin};
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::ReusableBoxFuture;
 use zilla_engine::{
     handler_binding, Binding, BindingContext, BindingId, ConfigErrors, Frame, Graph, Guard,
     GuardId, Handler, Reset, Routes, Rx, Session, Stream, Tx, Values,
@@ -478,7 +482,19 @@ pub(crate) struct SessionTimer {
     identity: Option<Arc<str>>,
     challenge: Option<Instant>,
     expire: Option<Instant>,
-    updates: Option<watch::Receiver<Option<Arc<Session>>>>,
+    /// The sleep until the nearer deadline: made once, only for a session that has one, and
+    /// moved when a deadline does (not made afresh per wait, which would put a timer in and
+    /// out of the wheel for every frame of a guarded stream).
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// The wait for a renewed session, made once and reused.
+    updates: Option<ReusableBoxFuture<'static, Renewal>>,
+}
+
+/// A renewed session (or `false`: no more renewals), with the receiver to wait on again.
+type Renewal = (bool, watch::Receiver<Option<Arc<Session>>>);
+
+async fn renewal(mut rx: watch::Receiver<Option<Arc<Session>>>) -> Renewal {
+    (rx.changed().await.is_ok(), rx)
 }
 
 fn instant(at: Option<SystemTime>) -> Option<Instant> {
@@ -503,7 +519,8 @@ impl SessionTimer {
                 identity: s.identity.clone(),
                 challenge: instant(s.challenge_at),
                 expire: instant(s.expires_at),
-                updates,
+                sleep: None,
+                updates: updates.map(|u| ReusableBoxFuture::new(renewal(u))),
             },
             None => SessionTimer {
                 told: None,
@@ -511,61 +528,61 @@ impl SessionTimer {
                 identity: None,
                 challenge: None,
                 expire: None,
+                sleep: None,
                 updates: None,
             },
         }
     }
 
-    /// Waits for the next deadline (forever if there is none). Cancel-safe.
-    pub(crate) async fn next(&mut self) -> TimerEvent {
+    /// Polls for the next deadline (pending forever if there is none).
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<TimerEvent> {
         loop {
-            let next = match (self.challenge, self.expire) {
-                (Some(c), Some(e)) if c < e => Some((c, TimerEvent::Challenge)),
-                (Some(c), None) => Some((c, TimerEvent::Challenge)),
-                (_, Some(e)) => Some((e, TimerEvent::Expire)),
-                (None, None) => None,
-            };
-            let sleep = async {
-                match next {
-                    Some((at, _)) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let update = async {
-                match &mut self.updates {
-                    Some(u) => u.changed().await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = sleep => {
-                    let (_, event) = next.expect("a deadline was set");
-                    match event {
-                        TimerEvent::Challenge => {
-                            self.challenge = None;
-                            if let Some((guard, session)) = &self.told {
-                                guard.challenged(session);
-                            }
-                        }
-                        TimerEvent::Expire => self.expire = None,
-                    }
-                    return event;
-                }
-                alive = update => {
+            if let Some(update) = &mut self.updates {
+                if let Poll::Ready((alive, mut rx)) = update.poll(cx) {
                     if !alive {
                         self.updates = None;
                         continue;
                     }
-                    let fresh = self.updates.as_mut().and_then(|u| u.borrow_and_update().clone());
+                    let fresh = rx.borrow_and_update().clone();
                     if let Some(s) = fresh {
                         if Some(s.guard) == self.guard && s.identity == self.identity {
                             self.challenge = instant(s.challenge_at);
                             self.expire = instant(s.expires_at);
                         }
                     }
+                    update.set(renewal(rx));
+                    continue;
                 }
             }
+            let (at, event) = match (self.challenge, self.expire) {
+                (Some(c), Some(e)) if c < e => (c, TimerEvent::Challenge),
+                (Some(c), None) => (c, TimerEvent::Challenge),
+                (_, Some(e)) => (e, TimerEvent::Expire),
+                (None, None) => return Poll::Pending,
+            };
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            if sleep.deadline() != at {
+                sleep.as_mut().reset(at);
+            }
+            std::task::ready!(sleep.as_mut().poll(cx));
+            match event {
+                TimerEvent::Challenge => {
+                    self.challenge = None;
+                    if let Some((guard, session)) = &self.told {
+                        guard.challenged(session);
+                    }
+                }
+                TimerEvent::Expire => self.expire = None,
+            }
+            return Poll::Ready(event);
         }
+    }
+
+    /// Waits for the next deadline (forever if there is none). Cancel-safe.
+    pub(crate) async fn next(&mut self) -> TimerEvent {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 }
 

@@ -598,3 +598,55 @@ bindings:
         assert!(errors.contains(needle), "{needle} in {errors}");
     }
 }
+
+// ---- the session timer ------------------------------------------------------------------------
+
+/// A guarded stream waits on its session's deadlines beside every frame: the sleep is made once
+/// and reused (not put in and out of the timer wheel per frame), and still fires on time, first
+/// the challenge, then the expiry.
+#[tokio::test]
+async fn a_session_timer_makes_its_sleep_once_and_fires_on_time() {
+    let now = SystemTime::now();
+    let session = Arc::new(Session {
+        guard: zilla_engine::GuardId(0),
+        identity: Some(Arc::from("alice")),
+        expires_at: Some(now + Duration::from_millis(300)),
+        challenge_at: Some(now + Duration::from_millis(100)),
+        attributes: Vec::new(),
+        data: Box::new(()),
+    });
+    let mut timer = super::SessionTimer::new(Some(&session), None, None);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    // Frames come and go: the timer is polled many times before a deadline.
+    assert!(timer.poll_next(&mut cx).is_pending());
+    let made = timer
+        .sleep
+        .as_ref()
+        .map(|s| std::ptr::from_ref::<tokio::time::Sleep>(s))
+        .expect("a sleep for the deadline");
+    for _ in 0..100 {
+        assert!(timer.poll_next(&mut cx).is_pending());
+    }
+    assert_eq!(
+        timer
+            .sleep
+            .as_ref()
+            .map(|s| std::ptr::from_ref::<tokio::time::Sleep>(s)),
+        Some(made),
+        "the same sleep, not one per poll"
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(timer.next().await, super::TimerEvent::Challenge);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert_eq!(timer.next().await, super::TimerEvent::Expire);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    // The same sleep, moved to the later deadline.
+    assert_eq!(
+        timer
+            .sleep
+            .as_ref()
+            .map(|s| std::ptr::from_ref::<tokio::time::Sleep>(s)),
+        Some(made)
+    );
+}
