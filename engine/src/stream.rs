@@ -202,10 +202,38 @@ struct State<P: Protocol> {
     writer: Option<Waker>,
     reader: Option<Waker>,
     reset: bool,
-    reset_ext: Option<P::Reset>,
-    challenges: VecDeque<Option<P::Challenge>>,
+    /// A reset's extension and the challenges not yet taken: boxed, as most directions never
+    /// see either and every stream keeps several directions.
+    rare: Option<Box<Rare<P>>>,
     /// What makes the frames after the queued ones, in the reader's task (see [`Source`]).
     source: Option<Box<dyn Source<P>>>,
+}
+
+/// What a direction rarely holds.
+struct Rare<P: Protocol> {
+    reset_ext: Option<P::Reset>,
+    challenges: VecDeque<Option<P::Challenge>>,
+}
+
+impl<P: Protocol> State<P> {
+    /// The reset's extension, taken.
+    fn reset_ext(&mut self) -> Option<P::Reset> {
+        self.rare.as_mut().and_then(|r| r.reset_ext.take())
+    }
+
+    /// The oldest challenge not yet taken.
+    fn challenge(&mut self) -> Option<Option<P::Challenge>> {
+        self.rare.as_mut().and_then(|r| r.challenges.pop_front())
+    }
+
+    fn rare(&mut self) -> &mut Rare<P> {
+        self.rare.get_or_insert_with(|| {
+            Box::new(Rare {
+                reset_ext: None,
+                challenges: VecDeque::new(),
+            })
+        })
+    }
 }
 
 /// Makes a direction's frames when its reader asks for them, in the reader's task: a binding
@@ -260,8 +288,7 @@ pub(crate) fn metered_direction<P: Protocol>(
             writer: None,
             reader: None,
             reset: false,
-            reset_ext: None,
-            challenges: VecDeque::new(),
+            rare: None,
             source: None,
         }),
         window: window.max(1),
@@ -303,7 +330,7 @@ impl<P: Protocol> Tx<P> {
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Reset<P>>> {
         let mut s = self.pipe.lock();
         if s.reset {
-            return Poll::Ready(Err(Reset(s.reset_ext.take())));
+            return Poll::Ready(Err(Reset(s.reset_ext())));
         }
         if s.charged < self.pipe.window {
             return Poll::Ready(Ok(()));
@@ -333,7 +360,7 @@ impl<P: Protocol> Tx<P> {
         let waker = {
             let mut s = self.pipe.lock();
             if s.reset {
-                return Err(Reset(s.reset_ext.take()));
+                return Err(Reset(s.reset_ext()));
             }
             for frame in frames {
                 terminal |= frame.is_terminal();
@@ -404,7 +431,7 @@ impl<P: Protocol> Tx<P> {
     pub fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<Reset<P>> {
         let mut s = self.pipe.lock();
         if s.reset {
-            return Poll::Ready(Reset(s.reset_ext.take()));
+            return Poll::Ready(Reset(s.reset_ext()));
         }
         store(&mut s.writer, cx);
         Poll::Pending
@@ -424,7 +451,7 @@ impl<P: Protocol> Tx<P> {
     /// Polls for a challenge from the reader (for example: the guard session is expiring).
     pub fn poll_challenge(&mut self, cx: &mut Context<'_>) -> Poll<Option<P::Challenge>> {
         let mut s = self.pipe.lock();
-        if let Some(ext) = s.challenges.pop_front() {
+        if let Some(ext) = s.challenge() {
             return Poll::Ready(ext);
         }
         store(&mut s.writer, cx);
@@ -440,9 +467,9 @@ impl<P: Protocol> Tx<P> {
     pub fn poll_signal(&mut self, cx: &mut Context<'_>) -> Poll<Signal<P>> {
         let mut s = self.pipe.lock();
         if s.reset {
-            return Poll::Ready(Signal::Reset(Reset(s.reset_ext.take())));
+            return Poll::Ready(Signal::Reset(Reset(s.reset_ext())));
         }
-        if let Some(ext) = s.challenges.pop_front() {
+        if let Some(ext) = s.challenge() {
             return Poll::Ready(Signal::Challenge(ext));
         }
         store(&mut s.writer, cx);
@@ -577,7 +604,9 @@ impl<P: Protocol> Rx<P> {
         let (dropped, waker) = {
             let mut s = self.pipe.lock();
             s.reset = true;
-            s.reset_ext = ext;
+            if ext.is_some() {
+                s.rare().reset_ext = ext;
+            }
             s.charged = 0;
             (
                 (s.head.take(), std::mem::take(&mut s.queue), s.source.take()),
@@ -594,10 +623,10 @@ impl<P: Protocol> Rx<P> {
     pub fn challenge(&self, ext: Option<P::Challenge>) {
         let waker = {
             let mut s = self.pipe.lock();
-            if s.challenges.len() >= 4 {
+            if s.rare.as_ref().is_some_and(|r| r.challenges.len() >= 4) {
                 return;
             }
-            s.challenges.push_back(ext);
+            s.rare().challenges.push_back(ext);
             s.writer.take()
         };
         if let Some(w) = waker {

@@ -775,7 +775,7 @@ pub(crate) async fn serve(
     loop {
         // A connection that sends no (complete) request head in time holds nothing for long.
         let head_deadline = tokio::time::Instant::now() + server.request_timeout;
-        let req = loop {
+        let mut req = loop {
             match parse(&mut conn.buf, limit, scheme) {
                 Parsed::Complete(req) => break req,
                 Parsed::Error(status) => {
@@ -825,7 +825,9 @@ pub(crate) async fn serve(
             }
         };
         let keep_alive = req.keep_alive;
-        let headers = req.headers.clone();
+        // The exchange needs the request's framing, not its headers: they go to the
+        // application rather than being copied (and kept for as long as a stream lasts).
+        let headers = std::mem::take(&mut req.headers);
         let next = match server.admit(&graph, headers, None) {
             Outcome::Answer(answer) => {
                 let close = answer.close || !keep_alive;
