@@ -264,3 +264,41 @@ pub fn run(bin: &Path, args: &[&str], dir: &Path) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The `examples/sse.proxy` chain over HTTP/1.1 on both sides (tcp, http and sse server; sse,
+/// http and tcp client), listening on 127.0.0.1:`port` and proxying to the SSE backend on
+/// 127.0.0.1:`backend`: the zilla.yaml of every test that needs a plain SSE proxy.
+pub fn sse_proxy_config(port: u16, backend: u16) -> String {
+    format!(
+        "name: test
+bindings:
+  north_tcp_server:
+    type: tcp
+    kind: server
+    options: {{ host: 127.0.0.1, port: {port} }}
+    exit: north_http_server
+  north_http_server:
+    type: http
+    kind: server
+    options: {{ versions: [ http/1.1 ] }}
+    exit: north_sse_server
+  north_sse_server:
+    type: sse
+    kind: server
+    exit: south_sse_client
+  south_sse_client:
+    type: sse
+    kind: client
+    exit: south_http_client
+  south_http_client:
+    type: http
+    kind: client
+    options: {{ versions: [ http/1.1 ] }}
+    exit: south_tcp_client
+  south_tcp_client:
+    type: tcp
+    kind: client
+    options: {{ host: 127.0.0.1, port: {backend} }}
+"
+    )
+}

@@ -19,48 +19,13 @@ use binding_tcp as _;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use zilla_engine::config::Config;
 use zilla_engine::{build, BuildEnv, Properties};
-use zilla_test_support::{free_port, SseBackend};
+use zilla_test_support::{free_port, sse_proxy_config, SseBackend};
 
 /// Allocations per event the path may make (measured: see the test's output).
 const BUDGET: f64 = 2.2;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-fn config(port: u16, backend: u16) -> String {
-    format!(
-        "name: test
-bindings:
-  north_tcp_server:
-    type: tcp
-    kind: server
-    options: {{ host: 127.0.0.1, port: {port} }}
-    exit: north_http_server
-  north_http_server:
-    type: http
-    kind: server
-    options: {{ versions: [ http/1.1 ] }}
-    exit: north_sse_server
-  north_sse_server:
-    type: sse
-    kind: server
-    exit: south_sse_client
-  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options: {{ versions: [ http/1.1 ] }}
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
-"
-    )
-}
 
 /// Reads from `c` until `n` whole events (`\n\n`) arrived.
 fn read_events(c: &mut TcpStream, n: usize, buf: &mut [u8], last: &mut u8) {
@@ -111,7 +76,12 @@ fn allocations_per_event_stay_within_budget() {
     // What the test's own backend and client allocate, measured straight against the backend.
     let baseline = per_event(backend.port(), &backend, 0);
     let port = free_port();
-    let config = Config::parse("zilla.yaml", &config(port, backend.port()), |_| None).unwrap();
+    let config = Config::parse(
+        "zilla.yaml",
+        &sse_proxy_config(port, backend.port()),
+        |_| None,
+    )
+    .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use zilla_test_support::{free_port, sse_server_bin, Options, Zilla};
+use zilla_test_support::{free_port, sse_proxy_config, sse_server_bin, Options, Zilla};
 
 const SECOND: Duration = Duration::from_secs(1);
 const CLIENTS: usize = 300;
@@ -29,41 +29,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn replica_config(port: u16, backend: u16) -> String {
-    format!(
-        r#"name: example
-bindings:
-  north_tcp_server:
-    type: tcp
-    kind: server
-    options: {{ host: 127.0.0.1, port: {port} }}
-    exit: north_http_server
-  north_http_server:
-    type: http
-    kind: server
-    options: {{ versions: [ http/1.1 ] }}
-    exit: north_sse_server
-  north_sse_server:
-    type: sse
-    kind: server
-    exit: south_sse_client
-  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options: {{ versions: [ http/1.1 ] }}
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
-"#
-    )
 }
 
 fn haproxy_config(port: u16, replicas: &[u16]) -> String {
@@ -161,7 +126,7 @@ fn stopping_a_replica_loses_no_event() {
         .map(|p| {
             Zilla::start(
                 Path::new(env!("CARGO_BIN_EXE_zilla")),
-                &replica_config(*p, sse_port),
+                &sse_proxy_config(*p, sse_port),
                 Options {
                     args: vec!["-P".into(), "zilla.engine.drain.timeout=1s".into()],
                     ..Options::default()

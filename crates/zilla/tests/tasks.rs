@@ -15,47 +15,12 @@ use binding_sse_server as _;
 use binding_tcp as _;
 use zilla_engine::config::Config;
 use zilla_engine::{build, BuildEnv, Properties};
-use zilla_test_support::{free_port, SseBackend};
+use zilla_test_support::{free_port, sse_proxy_config, SseBackend};
 
 /// Tasks an open SSE stream may keep (see the module's doc).
 const TASKS_PER_STREAM: usize = 4;
 
 const STREAMS: usize = 20;
-
-fn config(port: u16, backend: u16) -> String {
-    format!(
-        "name: test
-bindings:
-  north_tcp_server:
-    type: tcp
-    kind: server
-    options: {{ host: 127.0.0.1, port: {port} }}
-    exit: north_http_server
-  north_http_server:
-    type: http
-    kind: server
-    options: {{ versions: [ http/1.1 ] }}
-    exit: north_sse_server
-  north_sse_server:
-    type: sse
-    kind: server
-    exit: south_sse_client
-  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options: {{ versions: [ http/1.1 ] }}
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
-"
-    )
-}
 
 /// Waits until `f` holds (the engine runs on its own thread).
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -70,7 +35,12 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 fn an_open_sse_stream_keeps_four_tasks() {
     let backend = SseBackend::start();
     let port = free_port();
-    let config = Config::parse("zilla.yaml", &config(port, backend.port()), |_| None).unwrap();
+    let config = Config::parse(
+        "zilla.yaml",
+        &sse_proxy_config(port, backend.port()),
+        |_| None,
+    )
+    .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
