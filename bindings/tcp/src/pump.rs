@@ -109,7 +109,8 @@ enum Read {
 /// Reads what the socket holds. A quiet connection reads into the stack and keeps an
 /// exact-size copy: one allocation per read, and it holds no read buffer while idle (the array
 /// is not held across an await). A busy one (its last read filled the stack buffer) reads up to
-/// [`BUSY_READ`] straight into a buffer that is handed on as it is: no copy.
+/// [`BUSY_READ`] straight into a buffer that is handed on as it is: no copy (unless the read
+/// was short, see [`handed_on`]).
 ///
 /// A read that did not fill its buffer has drained the socket: its readiness is cleared then
 /// and there (as nginx does with edge-triggered epoll), instead of paying a second `recv` that
@@ -124,7 +125,7 @@ fn read(r: &ReadHalf<'_>, busy: &mut bool) -> Read {
             let mut buf = bytes::BytesMut::with_capacity(BUSY_READ);
             let n = stream.try_read_buf(&mut buf)?;
             if n > 0 {
-                got = Read::Data(buf.freeze());
+                got = Read::Data(handed_on(buf));
             }
             (n, BUSY_READ)
         } else {
@@ -148,6 +149,18 @@ fn read(r: &ReadHalf<'_>, busy: &mut bool) -> Read {
     match (outcome, got) {
         (Err(e), Read::Nothing) if e.kind() != std::io::ErrorKind::WouldBlock => Read::Failed,
         (_, got) => got,
+    }
+}
+
+/// What a busy read hands on: the buffer as it is, or an exact-size copy of what it holds
+/// when that is under a quarter of it. Every slice of the events in a read keeps the whole
+/// buffer alive, and credit counts their bytes, not the buffer's: a burst's last, short read
+/// would otherwise pin 64 KiB for a few events, for as long as a slow client takes them.
+fn handed_on(buf: bytes::BytesMut) -> Bytes {
+    if buf.len() < BUSY_READ / 4 {
+        Bytes::copy_from_slice(&buf)
+    } else {
+        buf.freeze()
     }
 }
 
@@ -232,4 +245,58 @@ async fn write_all(w: &mut WriteHalf<'_>, batch: &mut VecDeque<Bytes>) -> std::i
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes a handed-on read keeps allocated.
+    fn held(b: Bytes) -> usize {
+        b.try_into_mut().map(|m| m.capacity()).unwrap_or(usize::MAX)
+    }
+
+    /// Writes `bytes` from the peer and reads them on `r` as the pump does.
+    async fn next(
+        peer: &mut std::net::TcpStream,
+        r: &ReadHalf<'_>,
+        bytes: &[u8],
+        busy: &mut bool,
+    ) -> Bytes {
+        use std::io::Write as _;
+        peer.write_all(bytes).unwrap();
+        let mut got = Vec::new();
+        loop {
+            r.as_ref().readable().await.unwrap();
+            match read(r, busy) {
+                Read::Data(b) => {
+                    got.push(b);
+                    if got.iter().map(Bytes::len).sum::<usize>() == bytes.len() {
+                        assert_eq!(got.len(), 1, "one read");
+                        return got.pop().unwrap();
+                    }
+                }
+                Read::Nothing => {}
+                _ => panic!("the connection failed"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_busy_read_does_not_pin_its_whole_buffer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let (r, _w) = socket.split();
+        let mut busy = false;
+        // A read that fills the quiet buffer makes the connection busy.
+        let first = next(&mut peer, &r, &[b'x'; READ_SIZE], &mut busy).await;
+        assert_eq!(first.len(), READ_SIZE);
+        assert!(busy);
+        // The next read is a busy one, and short: an exact copy is handed on.
+        let short = next(&mut peer, &r, b"data:hello\n\n", &mut busy).await;
+        assert_eq!(&short[..], b"data:hello\n\n");
+        assert!(!busy);
+        assert_eq!(held(short), 12, "a short read keeps only its bytes");
+    }
 }
