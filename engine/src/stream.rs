@@ -205,8 +205,9 @@ struct State<P: Protocol> {
     /// A reset's extension and the challenges not yet taken: boxed, as most directions never
     /// see either and every stream keeps several directions.
     rare: Option<Box<Rare<P>>>,
-    /// What makes the frames after the queued ones, in the reader's task (see [`Source`]).
-    source: Option<Box<dyn Source<P>>>,
+    /// What makes the frames after the queued ones, in the reader's task (see [`Source`]);
+    /// the reader takes it once the queue is drained.
+    source: Option<Pulled<P>>,
 }
 
 /// What a direction rarely holds.
@@ -247,9 +248,13 @@ impl<P: Protocol> State<P> {
 pub trait Source<P: Protocol>: Send + 'static {
     /// The next frame, or `Pending` with `cx` registered wherever the next one will come from
     /// (the source polls its own inputs with the reader's context). Not polled again after a
-    /// terminal frame.
+    /// terminal frame. [`Rx::try_recv`] polls it with a waker that does nothing: a source must
+    /// register the waker it is given each time it is polled (the engine's pipes do).
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Frame<P>>;
 }
+
+/// A direction's source, boxed twice: one word in every pipe and every `Rx`.
+type Pulled<P> = Box<Box<dyn Source<P>>>;
 
 struct Pipe<P: Protocol> {
     state: Mutex<State<P>>,
@@ -300,7 +305,11 @@ pub(crate) fn metered_direction<P: Protocol>(
             pipe: pipe.clone(),
             done: false,
         },
-        Rx { pipe, done: false },
+        Rx {
+            pipe,
+            source: None,
+            done: false,
+        },
     )
 }
 
@@ -396,7 +405,7 @@ impl<P: Protocol> Tx<P> {
             if s.reset {
                 (Some(source), stale, None)
             } else {
-                s.source = Some(Box::new(source));
+                s.source = Some(Box::new(Box::new(source)));
                 (None, stale, s.reader.take())
             }
         };
@@ -494,6 +503,9 @@ impl<P: Protocol> Drop for Tx<P> {
 /// Reading half of one direction.
 pub struct Rx<P: Protocol> {
     pipe: Arc<Pipe<P>>,
+    /// The direction's [`Source`], once its queue is drained: from then on nothing else writes
+    /// the direction, so the reader polls it without taking the pipe's lock.
+    source: Option<Pulled<P>>,
     done: bool,
 }
 
@@ -512,6 +524,9 @@ impl<P: Protocol> Rx<P> {
         if self.done {
             return Poll::Ready(None);
         }
+        if self.source.is_some() {
+            return self.poll_source(cx);
+        }
         let (frame, waker) = {
             let mut s = self.pipe.lock();
             let next = match s.head.take() {
@@ -520,8 +535,11 @@ impl<P: Protocol> Rx<P> {
             };
             if next.is_none() {
                 if let Some(source) = s.source.take() {
+                    // The writer handed over and everything it pushed is read: the source is
+                    // the reader's alone now.
                     drop(s);
-                    return self.poll_source(source, cx);
+                    self.source = Some(source);
+                    return self.poll_source(cx);
                 }
             }
             match next {
@@ -551,26 +569,19 @@ impl<P: Protocol> Rx<P> {
         Poll::Ready(Some(frame))
     }
 
-    /// The next frame from the direction's [`Source`], which is put back unless it ended the
-    /// direction (or the direction was refused meanwhile: it is dropped).
-    fn poll_source(
-        &mut self,
-        mut source: Box<dyn Source<P>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Frame<P>>> {
-        let polled = source.poll_next(cx);
-        let ended = matches!(&polled, Poll::Ready(frame) if frame.is_terminal());
-        if !ended {
-            let mut s = self.pipe.lock();
-            if !s.reset {
-                s.source = Some(source);
-            }
-        }
-        let frame = std::task::ready!(polled);
+    /// The next frame from the direction's [`Source`]; a terminal one drops it.
+    fn poll_source(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame<P>>> {
+        let Some(source) = self.source.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = std::task::ready!(source.poll_next(cx));
         if let Some(m) = &self.pipe.meter {
             meter(m, &frame);
         }
-        self.done = ended;
+        if frame.is_terminal() {
+            self.done = true;
+            self.source = None;
+        }
         Poll::Ready(Some(frame))
     }
 
@@ -598,6 +609,7 @@ impl<P: Protocol> Rx<P> {
             return;
         }
         self.done = true;
+        let pulled = self.source.take();
         if let Some(m) = &self.pipe.meter {
             m.failed();
         }
@@ -613,7 +625,7 @@ impl<P: Protocol> Rx<P> {
                 s.writer.take(),
             )
         };
-        drop(dropped);
+        drop((dropped, pulled));
         if let Some(w) = waker {
             w.wake();
         }
@@ -839,6 +851,17 @@ mod tests {
         drop(rx);
         assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
         assert!(up_tx.is_reset(), "the source's input is refused in turn");
+
+        // The same once the reader has polled the source (it holds it then).
+        let (up_tx, up_rx) = direction::<Bytes0>(1000);
+        let (tx, mut rx) = direction::<Bytes0>(1000);
+        let (source, dropped) = upper(up_rx);
+        tx.pull(source);
+        assert!(rx.try_recv().is_none());
+        assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));
+        drop(rx);
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(up_tx.is_reset());
 
         // Pulling a direction already refused drops the source at once.
         let (_up_tx, up_rx) = direction::<Bytes0>(1000);
