@@ -245,6 +245,55 @@ async fn sequential_requests_reuse_one_connection() {
     );
 }
 
+/// An app that leaves after the head of a response whose body has already arrived (an sse
+/// client refusing an error status) does not cost the connection: it goes back to the pool as
+/// if the body had been read, and a `Connection: close` one is closed cleanly (FIN, not RST).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_leaving_after_a_complete_response_keeps_or_closes_the_connection_cleanly() {
+    let (ended_tx, mut ended) = mpsc::unbounded_channel();
+    let b = backend(move |mut s, _| {
+        let ended_tx = ended_tx.clone();
+        async move {
+            let mut buf = Vec::new();
+            let mut n = 0;
+            while read_head(&mut s, &mut buf).await.is_some() {
+                n += 1;
+                let close = if n == 2 { "Connection: close\r\n" } else { "" };
+                let out = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n{close}\r\noops"
+                );
+                s.write_all(out.as_bytes()).await.unwrap();
+                if n == 2 {
+                    // How zilla leaves the closed connection: a FIN reads as 0, a RST fails.
+                    let mut byte = [0u8; 1];
+                    let how = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await;
+                    ended_tx.send(matches!(how, Ok(Ok(0)))).unwrap();
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let (graph, id) = graph(&[]);
+    for _ in 0..2 {
+        let (tx, mut rx) = open(&graph, id, get(b.port, "/events"), &[]);
+        tx.end(None);
+        match rx.recv().await {
+            Some(Frame::Begin(begin)) => assert_eq!(begin.headers.get_str(":status"), Some("500")),
+            other => panic!("{other:?}"),
+        }
+        // Let the body arrive, then leave without reading it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(rx);
+    }
+    assert_eq!(
+        b.accepted.load(Ordering::SeqCst),
+        1,
+        "the first connection went back to the pool and served the second request"
+    );
+    assert!(ended.recv().await.unwrap(), "closed with a FIN, not reset");
+}
+
 /// The connection is back in the pool before the app sees the response end, so a request sent
 /// the moment it does (as a server answering pipelined requests sends it) reuses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -798,6 +798,9 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
             let mut sent = None;
             loop {
                 tokio::select! {
+                    // The request first: a head arriving in the same poll as the request's end
+                    // must see it complete, or the body would be read here instead of pulled.
+                    biased;
                     s = &mut send, if sent.is_none() => {
                         sent = Some(s);
                         sent_complete.store(s == Sent::Complete, Ordering::Relaxed);
@@ -829,13 +832,14 @@ async fn exchange(cx: Exchange, stream: Stream<Http>, request: Request) {
     match received {
         Some(Received::Head(body)) => {
             // The request is on the wire and the response streaming (an event stream, say):
-            // its body is read by the app's task from here on, and this task ends.
+            // its body is read by the app's task from here on, and this task ends. The app's
+            // request has ended (that is what complete means): nothing more to read of it.
+            drop(app_rx);
             app_tx.pull(PulledBody {
                 cx,
                 destination: request.destination,
                 body,
                 conn: Some((up_tx, up_rx, slot)),
-                _app_rx: app_rx,
             });
         }
         Some(Received::NoResponse(failure) | Received::Closed(failure)) => {
@@ -916,25 +920,38 @@ struct PulledBody {
     destination: Address,
     body: BodyReader,
     conn: Option<(Tx<Tcp>, Rx<Tcp>, Slot)>,
-    /// The app's request (ended), held until the response ends as the task held it.
-    _app_rx: Rx<Http>,
 }
 
 impl Drop for PulledBody {
     fn drop(&mut self) {
         // The app left before the end (an sse client refusing an error status, say). A body
-        // already complete in what was read (that status's empty body) still closes its
-        // connection cleanly, as the exchange's task did; any other resets it.
+        // whose end was already read ends as if the app had read it: a kept-alive connection
+        // goes back to the pool, another closes cleanly. A body still arriving resets it.
         let Some((up_tx, mut up_rx, slot)) = self.conn.take() else {
             return;
         };
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        if let Poll::Ready(Step::Done(Received::Complete { .. })) =
-            self.body.poll_next(&mut up_rx, &mut cx)
-        {
-            up_tx.end(None);
+        let received = loop {
+            match self.body.poll_next(&mut up_rx, &mut cx) {
+                Poll::Ready(Step::Data(_)) => {}
+                Poll::Ready(Step::Done(received)) => break received,
+                Poll::Pending => return,
+            }
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            // Dropped outside the engine (no runtime to keep an idle connection on): close.
+            if matches!(received, Received::Complete { .. }) {
+                up_tx.end(None);
+            }
+            return;
         }
-        drop((up_rx, slot));
+        finish(
+            &self.cx,
+            &self.destination,
+            true,
+            received,
+            (up_tx, up_rx, slot),
+        );
     }
 }
 

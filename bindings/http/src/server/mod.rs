@@ -558,7 +558,11 @@ impl SessionTimer {
                 (Some(c), Some(e)) if c < e => (c, TimerEvent::Challenge),
                 (Some(c), None) => (c, TimerEvent::Challenge),
                 (_, Some(e)) => (e, TimerEvent::Expire),
-                (None, None) => return Poll::Pending,
+                (None, None) => {
+                    // Both deadlines passed (or none): no sleep kept for the rest of the stream.
+                    self.sleep = None;
+                    return Poll::Pending;
+                }
             };
             let sleep = self
                 .sleep
