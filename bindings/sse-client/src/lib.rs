@@ -127,7 +127,7 @@ impl Handler<Sse> for Inner {
         // No task of its own: the opener's task parses as it reads (see `Upstream`).
         app_tx.pull(Upstream {
             http_rx,
-            app_rx: Some(app_rx),
+            app_rx,
             name: self.name.clone(),
             metrics: self.metrics.clone(),
             batch,
@@ -180,8 +180,8 @@ fn unacceptable(reply: &HttpBegin) -> Option<(u16, String)> {
 struct Upstream {
     http_rx: Rx<Http>,
     /// The opener's request: its abort (or, once streaming, its end) ends the stream and the
-    /// upstream request goes at once. Taken to refuse the stream with an upstream's status.
-    app_rx: Option<Rx<Sse>>,
+    /// upstream request goes at once.
+    app_rx: Rx<Sse>,
     name: String,
     metrics: SseMetrics,
     /// The opener takes events as framed upstream, several per frame.
@@ -197,12 +197,9 @@ struct Upstream {
 }
 
 impl Upstream {
-    /// Refuses the stream with `status` (the opener answers it) and ends the reply.
+    /// Refuses the stream: the reply is aborted with `status`, which the opener answers.
     fn refuse(&mut self, status: u16) -> Poll<Frame<Sse>> {
-        if let Some(app_rx) = self.app_rx.take() {
-            app_rx.reset(Some(HttpReset::status(status)));
-        }
-        Poll::Ready(Frame::Abort(None))
+        Poll::Ready(Frame::Abort(Some(HttpReset::status(status))))
     }
 
     /// Parses one upstream read into `ready`.
@@ -237,9 +234,15 @@ impl Source<Sse> for Upstream {
                 }
                 return Poll::Ready(frame);
             }
-            if let Some(app_rx) = self.app_rx.as_mut().filter(|rx| !rx.is_done()) {
-                if let Poll::Ready(frame) = app_rx.poll_recv(cx) {
-                    let ends = match frame {
+            let frame = match self.http_rx.poll_recv(cx) {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    // Nothing from upstream: then (not before every read) the opener's request,
+                    // whose abort (or, once streaming, its end) ends the stream.
+                    if self.app_rx.is_done() {
+                        return Poll::Pending;
+                    }
+                    let ends = match std::task::ready!(self.app_rx.poll_recv(cx)) {
                         Some(Frame::Abort(_)) | None => true,
                         Some(Frame::End(_)) => self.streaming,
                         Some(_) => false,
@@ -249,8 +252,7 @@ impl Source<Sse> for Upstream {
                     }
                     continue;
                 }
-            }
-            let frame = std::task::ready!(self.http_rx.poll_recv(cx));
+            };
             if !self.streaming {
                 match frame {
                     Some(Frame::Begin(reply)) => {

@@ -376,13 +376,19 @@ async fn run_feed(
                     break 'upstream;
                 }
             };
-        // Until the upstream answers (or every client gave up).
+        // Until the upstream answers (or every client gave up). An upstream's refusal rides
+        // on the abort.
+        let mut refusal = None;
         let begun = loop {
             tokio::select! {
                 frame = app_rx.recv() => match frame {
                     Some(Frame::Begin(_)) => break true,
                     Some(Frame::Data(_) | Frame::Flush) => {}
-                    Some(Frame::End(_) | Frame::Abort(_)) | None => break false,
+                    Some(frame @ (Frame::End(_) | Frame::Abort(_))) => {
+                        refusal = frame.refusal();
+                        break false;
+                    }
+                    None => break false,
                 },
                 reset = app_tx.reset() => {
                     if !ever_open {
@@ -400,11 +406,15 @@ async fn run_feed(
         };
         if !begun {
             if !ever_open {
-                // Its refusal, if it sends one; never a wait without end.
-                let ext = tokio::select! {
-                    reset = app_tx.reset() => reset.0,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => None,
-                    () = shutdown.cancelled() => None,
+                // Its refusal: on the abort, else maybe on the reset of the request; never a
+                // wait without end.
+                let ext = match refusal {
+                    Some(ext) => Some(ext),
+                    None => tokio::select! {
+                        reset = app_tx.reset() => reset.0,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => None,
+                        () = shutdown.cancelled() => None,
+                    },
                 };
                 feed.status.send_replace(Status::Refused(ext));
                 break 'upstream;
@@ -489,10 +499,10 @@ async fn forward(
         match now {
             Status::Open => break,
             Status::Refused(ext) => {
-                // As an upstream refuses an opener: the reason rides on the reset of the
-                // request direction (what `stream::run` reads), then the reply is aborted.
-                req_rx.reset(ext.clone());
-                return reply_tx.abort(ext);
+                // As an upstream refuses an opener: the reason rides on the reply's abort.
+                reply_tx.abort(ext);
+                drop(req_rx);
+                return;
             }
             Status::Ended => return reply_tx.end(None),
             Status::Opening => {}

@@ -361,9 +361,15 @@ async fn opening(
                 Some(Frame::Begin(_)) => return Opening::Accepted,
                 Some(Frame::Data(_) | Frame::Flush) => {}
                 // Refused after all (an upstream answered non-200): pass the refusal on.
-                Some(Frame::End(_) | Frame::Abort(_)) | None => {
-                    return Opening::Refused(app_tx.reset().await.0);
+                Some(frame @ (Frame::End(_) | Frame::Abort(_))) => {
+                    // The refusal rides on the abort (an upstream's status); an app that
+                    // gives none may still say why on the reset of the request.
+                    return match frame.refusal() {
+                        Some(ext) => Opening::Refused(Some(ext)),
+                        None => Opening::Refused(app_tx.reset().await.0),
+                    };
                 }
+                None => return Opening::Refused(app_tx.reset().await.0),
             },
             reset = app_tx.reset() => return Opening::Refused(reset.0),
             _ = http_tx.reset() => return Opening::ClientGone,

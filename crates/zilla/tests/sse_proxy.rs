@@ -190,6 +190,58 @@ fn read_head(s: &mut TcpStream) -> String {
     String::from_utf8(head).unwrap()
 }
 
+/// An upstream that does not answer with an event stream refuses the client's: a 4xx status
+/// passes through, a 5xx becomes `502`, and so does a `200` of another content type; each is
+/// logged with its reason.
+#[test]
+fn upstream_answers_that_are_not_event_streams_refuse_the_stream() {
+    let answers: [&[u8]; 3] = [
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found",
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 6\r\n\r\n<html>",
+    ];
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = upstream.local_addr().unwrap().port();
+    // The answers in order, whichever connection a request comes on (a refused stream's
+    // kept-alive connection serves the next request).
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(answers.into_iter()));
+    std::thread::spawn(move || {
+        for conn in upstream.incoming() {
+            let (mut conn, answers) = (conn.unwrap(), answers.clone());
+            std::thread::spawn(move || loop {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let Some(answer) = answers.lock().unwrap().next() else {
+                    return;
+                };
+                conn.write_all(answer).unwrap();
+            });
+        }
+    });
+    let port = free_port();
+    let zilla = Zilla::start(bin(), &config(port, backend), Options::default());
+    zilla.wait_for("north_tcp_server listening on", 10 * SECOND);
+    for (expected, why) in [
+        ("HTTP/1.1 404 Not Found\r\n", "upstream answered 404"),
+        ("HTTP/1.1 502 Bad Gateway\r\n", "upstream answered 503"),
+        (
+            "HTTP/1.1 502 Bad Gateway\r\n",
+            "upstream answered with text/html, not text/event-stream",
+        ),
+    ] {
+        let mut s = get(port, "");
+        let head = read_head(&mut s);
+        assert!(head.starts_with(expected), "{head}");
+        zilla.wait_for(why, 5 * SECOND);
+    }
+}
+
 #[test]
 fn response_head_and_last_event_id() {
     let (_zilla, backend, port) = start(&[]);
