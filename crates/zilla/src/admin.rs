@@ -54,15 +54,20 @@ pub(crate) fn serve(dir: &Path, metrics: Metrics) -> Option<Admin> {
         tracing::warn!(file = %ready.display(), error = %e, "cannot write the ready file");
     }
     let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::write(dir.join("info"), format!("{}\n", std::process::id()));
+    let (stop, mut stopped) = tokio::sync::watch::channel(());
+    // Without the socket the engine still owns what it wrote (the ready file goes at drain).
+    let admin = Admin {
+        dir: dir.to_path_buf(),
+        _stop: stop,
+    };
     let listener = match tokio::net::UnixListener::bind(&socket) {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(socket = %socket.display(), error = %e, "cannot serve metrics to `zilla metrics`");
-            return None;
+            return Some(admin);
         }
     };
-    let _ = std::fs::write(dir.join("info"), format!("{}\n", std::process::id()));
-    let (stop, mut stopped) = tokio::sync::watch::channel(());
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -79,10 +84,7 @@ pub(crate) fn serve(dir: &Path, metrics: Metrics) -> Option<Admin> {
             }
         }
     });
-    Some(Admin {
-        dir: dir.to_path_buf(),
-        _stop: stop,
-    })
+    Some(admin)
 }
 
 /// One line per instrument: namespace, component, name, metric with labels, value (tabs).

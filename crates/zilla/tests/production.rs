@@ -431,5 +431,5 @@ fn a_config_change_during_the_drain_is_not_applied() {
         TcpStream::connect(("127.0.0.1", moved)).is_err(),
         "a draining engine started listening on the changed config's port"
     );
-    assert_eq!(zilla.count("Config reloaded"), 0);
+    assert_eq!(zilla.count("config reloaded"), 0);
 }
