@@ -1,13 +1,14 @@
 //! `cargo xtask bench validate`: what schema validation costs on the SSE proxy.
 //!
-//! One run, two zilla processes side by side on the same machine: the `examples/sse.proxy`
-//! chain as is, and the same chain with the sse server validating every event against a
-//! typical JSON Schema (10 fields: types, `required`, one `pattern`) from an inline catalog.
+//! One run, two zilla configurations started in turn, alternating over `--repeats` runs (a
+//! noisy neighbour weighs on both alike), medians reported: the `examples/sse.proxy` chain as
+//! is, and the same chain with the sse server validating every event against a typical JSON
+//! Schema (10 fields: types, `required`, one `pattern`) from an inline catalog.
 //! An in-process backend writes 10-field JSON events as fast as each stream takes them to
 //! `--clients` streams for `--seconds`; the clients count the events they receive. For each
 //! proxy it reports events per second delivered, the proxy's CPU seconds, and events per
-//! CPU-second ("per core"); then validated / unvalidated. The target: validation keeps at
-//! least 70% of the unvalidated throughput per core.
+//! CPU-second ("per core"); then validated / unvalidated, both ways. The target: validation
+//! keeps at least 70% of the unvalidated events per second.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -145,49 +146,25 @@ fn measure(port: u16, pid: u32, args: &Args) -> Result<(u64, f64), String> {
     Ok(((events as f64 / elapsed) as u64, cpu / elapsed))
 }
 
+/// `examples/sse.proxy`'s chain (the one every bench runs), with the sse server validating
+/// every event against [`SCHEMA`] from an inline catalog when `validate`.
 fn config(port: u16, backend: u16, validate: bool) -> String {
-    let (catalogs, requests) = if validate {
-        (
-            format!(
-                "catalogs:\n  catalog0:\n    type: inline\n    options:\n      subjects:\n        event:\n          schema: '{SCHEMA}'\n"
-            ),
-            "    options:\n      requests:\n        - path: ^/events\n          content:\n            model: json\n            catalog:\n              catalog0:\n                - subject: event\n".to_string(),
-        )
-    } else {
-        (String::new(), String::new())
-    };
-    format!(
-        "name: bench
-{catalogs}bindings:
-  north_tcp_server:
-    type: tcp
-    kind: server
-    options: {{ host: 127.0.0.1, port: {port} }}
-    exit: north_http_server
-  north_http_server:
-    type: http
-    kind: server
-    options: {{ versions: [ http/1.1 ] }}
-    exit: north_sse_server
-  north_sse_server:
-    type: sse
-    kind: server
-{requests}    exit: south_sse_client
-  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options: {{ versions: [ http/1.1 ] }}
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
-"
-    )
+    let chain = crate::bench_sse::zilla_bindings(port, backend);
+    if !validate {
+        return chain;
+    }
+    const SSE_SERVER: &str = "  north_sse_server:\n    type: sse\n    kind: server\n";
+    assert!(
+        chain.contains(SSE_SERVER),
+        "the bench chain has an sse server"
+    );
+    let requests = "    options:\n      requests:\n        - path: ^/events\n          content:\n            model: json\n            catalog:\n              catalog0:\n                - subject: event\n";
+    let catalogs = format!(
+        "catalogs:\n  catalog0:\n    type: inline\n    options:\n      subjects:\n        event:\n          schema: '{SCHEMA}'\nbindings:\n"
+    );
+    chain
+        .replacen(SSE_SERVER, &format!("{SSE_SERVER}{requests}"), 1)
+        .replacen("bindings:\n", &catalogs, 1)
 }
 
 /// One proxy's run: events/s delivered and the proxy's CPU (cores).
@@ -210,9 +187,15 @@ fn run_one(
     r.map_err(|e| format!("{e}\n{}", stopped.stderr))
 }
 
+/// The median (the mean of the middle two for an even count).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let mid = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    }
 }
 
 fn bench(args: &Args) -> Result<(), String> {

@@ -17,7 +17,7 @@
 //! - `cargo xtask bench h2 [--clients N] [--rate R] [--seconds D]`: the SSE workloads with
 //!   HTTP/2 (h2c and TLS) towards the clients, zilla vs nginx.
 //! - `cargo xtask bench validate [--clients N] [--seconds D] [--repeats N]`: SSE events per second and per
-//!   CPU-second through zilla with and without JSON Schema validation, side by side.
+//!   CPU-second through zilla with and without JSON Schema validation, alternating runs.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -84,12 +84,13 @@ commands:
       docs/bench/h2.md.
 
   bench validate [--clients N] [--seconds D] [--repeats N]
-      Builds zilla in release mode and runs two zillas (one worker each) side
-      by side: the SSE proxy chain unvalidated, and with every event checked
-      against a 10-field JSON Schema. An in-process backend writes events as
-      fast as --clients streams (default 20) take them for --seconds
-      (default 5); prints events/s, proxy CPU and events per CPU-second for
-      both, and the ratio (target: validation keeps at least 0.70x).
+      Builds zilla in release mode and runs it (one worker) in turn with the
+      SSE proxy chain unvalidated and with every event checked against a
+      10-field JSON Schema, alternating --repeats times (default 3). An
+      in-process backend writes events as fast as --clients streams (default
+      20) take them for --seconds (default 5); prints the medians of events/s,
+      proxy CPU and events per CPU-second for both, and the ratios (target:
+      validation keeps at least 0.70x of the events/s).
 
   fuzz [--smoke | --seconds N | --runs N] [TARGET...]
       Runs the cargo fuzz targets under fuzz/ (sse_parser, http1_request,

@@ -199,7 +199,11 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
         let work = TempDir::new()?;
         let port = free_port()?;
         let config = work.path().join("zilla.yaml");
-        fs::write(&config, soak_config(port, backend_port)).map_err(|e| e.to_string())?;
+        fs::write(
+            &config,
+            crate::bench_sse::zilla_bindings(port, backend_port),
+        )
+        .map_err(|e| e.to_string())?;
         let bin = &zilla_bin;
         let mut zilla = Zilla::start(bin, &config, &[], Some(work.path()))?;
         zilla.wait_listening(&[port], Duration::from_secs(10))?;
@@ -303,39 +307,4 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn soak_config(port: u16, backend: u16) -> String {
-    format!(
-        "name: soak
-bindings:
-  north_tcp_server:
-    type: tcp
-    kind: server
-    options: {{ host: 127.0.0.1, port: {port} }}
-    exit: north_http_server
-  north_http_server:
-    type: http
-    kind: server
-    options: {{ versions: [ http/1.1 ] }}
-    exit: north_sse_server
-  north_sse_server:
-    type: sse
-    kind: server
-    exit: south_sse_client
-  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options: {{ versions: [ http/1.1 ] }}
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
-"
-    )
 }
