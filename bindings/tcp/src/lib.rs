@@ -217,9 +217,13 @@ impl Limit {
     }
 
     /// A place for an accepted connection, waiting for one when all are taken (the accept
-    /// loops of several workers may each have taken a connection as the last place went).
-    async fn acquire(self: &Arc<Self>) -> Permit {
+    /// loops of several workers may each have taken a connection as the last place went);
+    /// `None` at once when there is no limit.
+    async fn acquire(self: &Arc<Self>) -> Option<Permit> {
         use std::sync::atomic::Ordering;
+        if self.max == 0 {
+            return None;
+        }
         loop {
             let freed = self.freed.notified();
             let reserved = self
@@ -229,7 +233,7 @@ impl Limit {
                 })
                 .is_ok();
             if reserved {
-                return Permit(self.clone());
+                return Some(Permit(self.clone()));
             }
             freed.await;
         }
@@ -298,13 +302,9 @@ impl Binding for TcpServer {
                             _ = stopped.changed() => break,
                             accepted = listener.accept() => match accepted {
                                 Ok((socket, peer)) => {
-                                    let permit = if liveness.limit.max > 0 {
-                                        tokio::select! {
-                                            _ = stopped.changed() => break,
-                                            permit = liveness.limit.acquire() => Some(permit),
-                                        }
-                                    } else {
-                                        None
+                                    let permit = tokio::select! {
+                                        _ = stopped.changed() => break,
+                                        permit = liveness.limit.acquire() => permit,
                                     };
                                     accept(&graph, (id, &name), (&routes, &liveness), (socket, peer), permit)
                                 }
@@ -506,6 +506,40 @@ impl Handler<Tcp> for ClientInner {
             pump::pump(socket, tx, rx).await;
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::Limit;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Places are reserved, not counted after the fact: with one place taken, a second accept
+    /// loop (another worker's) waits until it is given back, and with no limit nothing waits.
+    #[tokio::test]
+    async fn a_connection_waits_for_a_place_until_one_is_given_back() {
+        let limit = Arc::new(Limit::new(1));
+        let first = limit.acquire().await.expect("a place");
+        assert!(limit.full());
+        let waiting = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "two connections in one place");
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the place given back is taken")
+            .unwrap();
+        assert!(second.is_some() && limit.full());
+        drop(second);
+        assert!(!limit.full());
+
+        let unlimited = Arc::new(Limit::new(0));
+        assert!(unlimited.acquire().await.is_none());
+        assert!(!unlimited.full());
     }
 }
 
