@@ -265,8 +265,8 @@ pub fn run(bin: &Path, args: &[&str], dir: &Path) -> (i32, String, String) {
     )
 }
 
-/// The `examples/sse.proxy` chain over HTTP/1.1 on both sides (tcp, http and sse server; sse,
-/// http and tcp client), listening on 127.0.0.1:`port` and proxying to the SSE backend on
+/// The shape of the `examples/sse.proxy` chain, over HTTP/1.1 on both sides and without its
+/// routes and CORS (tcp, http and sse server; sse, http and tcp client), listening on 127.0.0.1:`port` and proxying to the SSE backend on
 /// 127.0.0.1:`backend`: the zilla.yaml of every test that needs a plain SSE proxy.
 pub fn sse_proxy_config(port: u16, backend: u16) -> String {
     format!(

@@ -616,4 +616,18 @@ fn a_refused_upstream_is_answered_to_every_client_of_the_feed() {
     let mut later = Client::get(port, "/events", "");
     assert!(later.read_until("\r\n\r\n", 5 * SECOND), "{}", later.seen);
     assert!(later.seen.starts_with("HTTP/1.1 502"), "{}", later.seen);
+    // Not a refusal remembered: once the upstream is there, the next client reaches it.
+    let upstream = std::net::TcpListener::bind(("127.0.0.1", nothing_there)).unwrap();
+    let _next = Client::get(port, "/events", "");
+    upstream.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + 5 * SECOND;
+    loop {
+        match upstream.accept() {
+            Ok(_) => break,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("the next client's request never reached the upstream: {e}"),
+        }
+    }
 }
