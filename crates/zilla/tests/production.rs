@@ -360,36 +360,29 @@ fn a_second_engine_in_the_same_directory_leaves_the_first_ones_ready_file_alone(
     let ready = first.dir().join(".zilla/engine/ready");
     assert!(ready.exists());
 
-    let other = tempfile::tempdir().unwrap();
-    let config = other.path().join("zilla.yaml");
-    std::fs::write(&config, echo(free_port())).unwrap();
-    let mut second = Command::new(bin())
-        .args(["start", "-c", config.to_str().unwrap()])
-        .current_dir(first.dir())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + 10 * SECOND;
-    let mut out = String::new();
-    let mut stderr = std::io::BufReader::new(second.stderr.take().unwrap());
-    while !out.contains("another engine serves this engine directory") && Instant::now() < deadline
-    {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        out.push_str(&line);
-    }
-    assert!(
-        out.contains("another engine serves this engine directory"),
-        "{out}"
+    let mut second = Zilla::start(
+        bin(),
+        &echo(free_port()),
+        Options {
+            args: vec![
+                "-P".into(),
+                format!(
+                    "zilla.engine.directory={}",
+                    first.dir().join(".zilla/engine").display()
+                ),
+            ],
+            ..Options::default()
+        },
     );
-    Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = second.wait();
+    second.wait_for("another engine serves this engine directory", 10 * SECOND);
+    second.terminate();
+    assert!(
+        second.wait_exit(10 * SECOND).is_some(),
+        "the second engine stops"
+    );
+    // The first engine's metrics socket is still its own.
+    let (code, out, err) = zilla_test_support::run(bin(), &["metrics"], first.dir());
+    assert_eq!(code, 0, "{out}{err}");
     assert!(
         ready.exists(),
         "the second engine removed the first one's ready file"
