@@ -331,6 +331,8 @@ struct Results {
     sent: u64,
     delivered: u64,
     cpu_us_per_event: f64,
+    /// The part of `cpu_us_per_event` spent in the kernel (stime).
+    kernel_us_per_event: f64,
     p50_us: f64,
     p99_us: f64,
     problems: Vec<String>,
@@ -412,7 +414,7 @@ fn fan_out(
     for (i, s) in streams.into_iter().enumerate() {
         shares[i % senders].push((i, s));
     }
-    let cpu0 = target.proxy.cpu_ticks()?;
+    let (cpu0, kernel0) = (target.proxy.cpu_ticks()?, target.proxy.kernel_ticks()?);
     let period_ns = (1e9 / args.rate) as u128;
     let start = Instant::now() + Duration::from_millis(20);
     let handles: Vec<_> = shares
@@ -438,7 +440,7 @@ fn fan_out(
     while seen.events.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(2));
     }
-    let cpu1 = target.proxy.cpu_ticks()?;
+    let (cpu1, kernel1) = (target.proxy.cpu_ticks()?, target.proxy.kernel_ticks()?);
     stop.store(true, Ordering::Relaxed);
     let _ = handle.join();
     drop(upstreams);
@@ -449,6 +451,8 @@ fn fan_out(
     r.sent = sent;
     r.delivered = delivered;
     r.cpu_us_per_event = cpu1.saturating_sub(cpu0) as f64 / ticks * 1e6 / delivered.max(1) as f64;
+    r.kernel_us_per_event =
+        kernel1.saturating_sub(kernel0) as f64 / ticks * 1e6 / delivered.max(1) as f64;
     r.p50_us = percentile_us(&latencies, 0.5);
     r.p99_us = percentile_us(&latencies, 0.99);
     if delivered != sent {
@@ -606,7 +610,7 @@ fn table(results: &[(String, Results)]) -> String {
     }
     out.push('\n');
     type Metric = (&'static str, fn(&Results) -> f64, usize);
-    let metrics: [Metric; 6] = [
+    let metrics: [Metric; 7] = [
         (
             "saturation: events/s (100 streams)",
             |r| r.saturation_events_s,
@@ -619,6 +623,7 @@ fn table(results: &[(String, Results)]) -> String {
         ),
         ("fan-out: events delivered", |r| r.delivered as f64, 0),
         ("  proxy CPU per event (us)", |r| r.cpu_us_per_event, 1),
+        ("    of which kernel (us)", |r| r.kernel_us_per_event, 1),
         ("  latency p50 (us)", |r| r.p50_us, 0),
         ("  latency p99 (us)", |r| r.p99_us, 0),
     ];

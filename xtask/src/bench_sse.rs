@@ -20,7 +20,7 @@
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,10 +59,12 @@ struct Args {
     seconds: f64,
     idle: usize,
     workers: Option<usize>,
+    /// Where to write `perf` profiles of zilla's and nginx's saturation and fan-out (a
+    /// profiling run: its tables are printed, not written to docs/bench).
+    perf: Option<PathBuf>,
 }
 
-const USAGE: &str =
-    "usage: cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D] [--idle M] [--workers N]";
+const USAGE: &str = "usage: cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D] [--idle M] [--workers N] [--perf DIR]";
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args {
@@ -72,6 +74,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         seconds: 10.0,
         idle: 1000,
         workers: None,
+        perf: None,
     };
     for (flag, value) in flag_values(args)? {
         match flag.as_str() {
@@ -81,6 +84,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--seconds" => parsed.seconds = positive(&flag, &value, 600.0)?,
             "--idle" => parsed.idle = count(&flag, &value, 1, 50_000)?,
             "--workers" => parsed.workers = Some(count(&flag, &value, 1, 256)?),
+            "--perf" => parsed.perf = Some(PathBuf::from(value)),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -172,6 +176,11 @@ impl Proxy {
         self.pids().into_iter().map(cpu_ticks).sum()
     }
 
+    /// stime of every process (CPU spent in the kernel on its behalf), in clock ticks.
+    pub(crate) fn kernel_ticks(self) -> Result<u64, String> {
+        self.pids().into_iter().map(kernel_ticks).sum()
+    }
+
     /// VmRSS of every process, in KiB.
     pub(crate) fn rss_kib(self) -> Result<u64, String> {
         self.pids().into_iter().map(rss_kib).sum()
@@ -193,6 +202,14 @@ pub(crate) fn cpu_ticks(pid: u32) -> Result<u64, String> {
         (Some(u), Some(s)) => Ok(u + s),
         _ => Err(format!("unexpected /proc/{pid}/stat")),
     }
+}
+
+fn kernel_ticks(pid: u32) -> Result<u64, String> {
+    let fields = stat_fields(pid).ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
+    fields
+        .get(12)
+        .and_then(|f| f.parse::<u64>().ok())
+        .ok_or_else(|| format!("unexpected /proc/{pid}/stat"))
 }
 
 fn rss_kib(pid: u32) -> Result<u64, String> {
@@ -376,10 +393,11 @@ fn saturation(
     }
     thread::sleep(Duration::from_millis(500));
     let cpu = |t: &Target| t.proxy.map(|p| p.cpu_ticks()).transpose();
-    let (c0, t0) = (count.load(Ordering::Relaxed), cpu(target)?);
+    let kernel = |t: &Target| t.proxy.map(|p| p.kernel_ticks()).transpose();
+    let (c0, t0, k0) = (count.load(Ordering::Relaxed), cpu(target)?, kernel(target)?);
     let started = Instant::now();
     thread::sleep(Duration::from_secs_f64(seconds));
-    let (c1, t1) = (count.load(Ordering::Relaxed), cpu(target)?);
+    let (c1, t1, k1) = (count.load(Ordering::Relaxed), cpu(target)?, kernel(target)?);
     let elapsed = started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
     for r in readers {
@@ -390,6 +408,10 @@ fn saturation(
     if let (Some(t0), Some(t1)) = (t0, t1) {
         let cpu_s = (t1 - t0) as f64 / ticks_per_second;
         results.saturation_cpu_s_per_m = Some(cpu_s / (events.max(1) as f64 / 1e6));
+    }
+    if let (Some(k0), Some(k1)) = (k0, k1) {
+        let kernel_s = k1.saturating_sub(k0) as f64 / ticks_per_second;
+        results.saturation_kernel_s_per_m = Some(kernel_s / (events.max(1) as f64 / 1e6));
     }
     Ok(())
 }
@@ -643,6 +665,8 @@ struct Results {
     first_p50_us: f64,
     first_max_us: f64,
     cpu_us_per_event: Option<f64>,
+    /// The part of `cpu_us_per_event` spent in the kernel (stime).
+    kernel_us_per_event: Option<f64>,
     rss_base_mib: Option<f64>,
     idle_kib_per_stream: Option<f64>,
     /// RSS still held per stream after the idle streams closed.
@@ -660,6 +684,8 @@ struct Results {
     saturation_events_s: Option<f64>,
     /// Saturation: proxy CPU-seconds per million events.
     saturation_cpu_s_per_m: Option<f64>,
+    /// The part of `saturation_cpu_s_per_m` spent in the kernel (stime).
+    saturation_kernel_s_per_m: Option<f64>,
     problems: Vec<String>,
 }
 
@@ -887,6 +913,14 @@ fn bench_sse(args: &Args) -> Result<bool, String> {
     let table = table(&results);
     print!("{table}");
     println!("{}", machine_note());
+    if let Some(dir) = &args.perf {
+        // perf slows the proxies it samples: these figures are not comparable to a plain run.
+        println!(
+            "(profiling run: tables not written to docs/bench; profiles in {})",
+            dir.display()
+        );
+        return Ok(results.iter().all(|(_, r)| r.problems.is_empty()));
+    }
     write_results(args, &table);
     let mut complete = true;
     for (name, r) in &results {
@@ -938,12 +972,14 @@ fn measure(
         );
         flush();
     }
+    let recording = Profile::start(args, target, "saturation")?;
     saturation(
         target,
         args.seconds.min(5.0),
         ticks_per_second,
         &mut results,
     )?;
+    Profile::finish(recording)?;
     print!(
         " saturation: {:.0} events/s{};",
         results.saturation_events_s.unwrap_or(0.0),
@@ -953,6 +989,7 @@ fn measure(
             .unwrap_or_default()
     );
     flush();
+    let recording = Profile::start(args, target, "fan-out")?;
     fan_out(
         target,
         backend,
@@ -962,6 +999,7 @@ fn measure(
         ticks_per_second,
         &mut results,
     )?;
+    Profile::finish(recording)?;
     // A broadcast burst: every stream gets an event at the same instant, five times a second.
     let bursts = Args {
         rate: 5.0,
@@ -1003,6 +1041,63 @@ fn measure(
             .unwrap_or_default()
     );
     Ok(results)
+}
+
+/// `perf record` sampling one proxy during one workload (`--perf DIR`).
+struct Profile {
+    child: std::process::Child,
+    data: PathBuf,
+}
+
+impl Profile {
+    /// Starts sampling `target` (zilla's plain chain and nginx only) when `--perf` is given.
+    fn start(args: &Args, target: &Target, workload: &str) -> Result<Option<Profile>, String> {
+        let (Some(dir), Some(proxy)) = (&args.perf, target.proxy) else {
+            return Ok(None);
+        };
+        if !matches!(target.name, "zilla" | "nginx") {
+            return Ok(None);
+        }
+        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let data = dir.join(format!("{}-{workload}.data", target.name));
+        let pids: Vec<String> = proxy.pids().iter().map(u32::to_string).collect();
+        let child = std::process::Command::new("perf")
+            .args(["record", "-q", "-F", "999", "-o"])
+            .arg(&data)
+            .args(["-p", &pids.join(",")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("perf (apt-get install linux-perf): {e}"))?;
+        // perf needs a moment to attach before the workload starts.
+        thread::sleep(Duration::from_millis(300));
+        Ok(Some(Profile { child, data }))
+    }
+
+    /// Stops sampling and writes the hottest symbols beside the data (`.txt`).
+    fn finish(profile: Option<Profile>) -> Result<(), String> {
+        let Some(mut p) = profile else {
+            return Ok(());
+        };
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &p.child.id().to_string()])
+            .status();
+        let _ = p.child.wait();
+        let report = std::process::Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "--percent-limit",
+                "0.5",
+            ])
+            .args(["--sort", "dso,symbol", "-i"])
+            .arg(&p.data)
+            .output()
+            .map_err(|e| format!("perf report: {e}"))?;
+        fs::write(p.data.with_extension("txt"), &report.stdout)
+            .map_err(|e| format!("{}: {e}", p.data.display()))
+    }
 }
 
 /// Proxy RSS in KiB around one round of idle streams.
@@ -1149,6 +1244,7 @@ fn fan_out(
         shares[i % senders].push((i, stream));
     }
     let cpu_before = target.proxy.map(Proxy::cpu_ticks).transpose()?;
+    let kernel_before = target.proxy.map(Proxy::kernel_ticks).transpose()?;
     let period_ns = (1e9 / args.rate) as u128;
     let start = Instant::now() + Duration::from_millis(20);
     let size = args.size;
@@ -1181,6 +1277,7 @@ fn fan_out(
     }
     let window = start.elapsed();
     let cpu_after = target.proxy.map(Proxy::cpu_ticks).transpose()?;
+    let kernel_after = target.proxy.map(Proxy::kernel_ticks).transpose()?;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::with_capacity(sent as usize);
     let mut firsts = Vec::with_capacity(n);
@@ -1252,6 +1349,10 @@ fn fan_out(
     if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
         let seconds = b.saturating_sub(a) as f64 / ticks_per_second;
         results.cpu_us_per_event = Some(seconds * 1e6 / delivered.max(1) as f64);
+    }
+    if let (Some(a), Some(b)) = (kernel_before, kernel_after) {
+        let seconds = b.saturating_sub(a) as f64 / ticks_per_second;
+        results.kernel_us_per_event = Some(seconds * 1e6 / delivered.max(1) as f64);
     }
     let planned = Duration::from_secs_f64(args.seconds);
     if sending > planned + planned / 10 + Duration::from_millis(100) {
@@ -1369,7 +1470,7 @@ fn table(results: &[(&str, Results)]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     type Metric = (&'static str, fn(&Results) -> Option<f64>, usize, bool);
-    let metrics: [Metric; 22] = [
+    let metrics: [Metric; 24] = [
         (
             "saturation: events/s (100 streams)",
             |r| r.saturation_events_s,
@@ -1379,6 +1480,12 @@ fn table(results: &[(&str, Results)]) -> String {
         (
             "  proxy CPU-s per M events",
             |r| r.saturation_cpu_s_per_m,
+            2,
+            true,
+        ),
+        (
+            "    of which kernel",
+            |r| r.saturation_kernel_s_per_m,
             2,
             true,
         ),
@@ -1413,6 +1520,7 @@ fn table(results: &[(&str, Results)]) -> String {
             true,
         ),
         ("proxy CPU per event (us)", |r| r.cpu_us_per_event, 2, true),
+        ("  of which kernel (us)", |r| r.kernel_us_per_event, 2, true),
         ("burst: latency p50 (us)", |r| r.burst_p50_us, 0, true),
         ("burst: latency p99 (us)", |r| r.burst_p99_us, 0, true),
         ("slow reader flooded: p99 (us)", |r| r.slow_p99_us, 0, true),
@@ -1657,6 +1765,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((a.clients, a.seconds, a.idle, a.rate), (100, 3.0, 200, 5.0));
+        assert_eq!(a.perf, None);
+        let a = args(&["--perf", "/tmp/profiles"]).unwrap();
+        assert_eq!(a.perf, Some(PathBuf::from("/tmp/profiles")));
+        assert!(args(&["--perf"]).is_err());
         assert!(args(&["--clients"]).is_err());
         assert!(args(&["--clients", "0"]).is_err());
         assert!(args(&["--size", "10"]).is_err());
