@@ -26,7 +26,7 @@ use crate::bench::{
 };
 use crate::bench_sse::{
     clock_ticks_per_second, event_data, find, machine_note, percentile_us, send, wait_for,
-    zilla_bindings, Backend, NginxHttp, Proxy, EVENT_OVERHEAD, FLOOD_PATH, SENDERS,
+    zilla_bindings, Backend, NginxHttp, Profile, Proxy, EVENT_OVERHEAD, FLOOD_PATH, SENDERS,
 };
 use crate::{target_dir, workspace_root};
 
@@ -45,6 +45,8 @@ pub(crate) struct Args {
     pub(crate) rate: f64,
     /// Seconds of each workload.
     pub(crate) seconds: f64,
+    /// Where to write `perf` profiles of each proxy's fan-out (a profiling run).
+    pub(crate) perf: Option<std::path::PathBuf>,
 }
 
 impl Default for Args {
@@ -53,11 +55,13 @@ impl Default for Args {
             clients: 1000,
             rate: 20.0,
             seconds: 5.0,
+            perf: None,
         }
     }
 }
 
-const USAGE: &str = "usage: cargo xtask bench h2 [--clients N] [--rate R] [--seconds D]";
+const USAGE: &str =
+    "usage: cargo xtask bench h2 [--clients N] [--rate R] [--seconds D] [--perf DIR]";
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args::default();
@@ -66,6 +70,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--clients" => parsed.clients = count(&flag, &value, 1, 9000)?,
             "--rate" => parsed.rate = positive(&flag, &value, 1000.0)?,
             "--seconds" => parsed.seconds = positive(&flag, &value, 600.0)?,
+            "--perf" => parsed.perf = Some(value.into()),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -87,7 +92,14 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
     }
     match bench(&args) {
         Ok((table, complete)) => {
-            write_results(&args, &table);
+            match &args.perf {
+                // perf slows what it samples: a profiling run's table is not the record.
+                Some(dir) => println!(
+                    "(profiling run: table not written to docs/bench; profiles in {})",
+                    dir.display()
+                ),
+                None => write_results(&args, &table),
+            }
             if complete {
                 ExitCode::SUCCESS
             } else {
@@ -562,7 +574,16 @@ pub(crate) fn bench(args: &Args) -> Result<(String, bool), String> {
         flush();
         let mut r = Results::default();
         saturation(t, args.seconds.min(5.0), ticks, &mut r)?;
+        let recording = match &args.perf {
+            Some(dir) => Some(Profile::record(
+                dir,
+                &format!("{}-fan-out", t.name.replace(' ', "-")),
+                t.proxy,
+            )?),
+            None => None,
+        };
         fan_out(t, &backend, args, ticks, &mut r)?;
+        Profile::finish(recording)?;
         println!(
             " saturation {:.0} events/s ({:.2} CPU-s per M); fan-out {}/{} events, {:.1} us CPU/event, p99 {:.0} us",
             r.saturation_events_s, r.saturation_cpu_s_per_m, r.delivered, r.sent, r.cpu_us_per_event, r.p99_us
@@ -679,9 +700,14 @@ mod tests {
             Args {
                 clients: 200,
                 rate: 5.0,
-                seconds: 2.0
+                seconds: 2.0,
+                perf: None,
             }
         );
+        let perf = parse_args(&["--perf".into(), "/tmp/p".into()])
+            .unwrap()
+            .perf;
+        assert_eq!(perf, Some(std::path::PathBuf::from("/tmp/p")));
         assert!(parse_args(&["--clients".into(), "0".into()]).is_err());
     }
 

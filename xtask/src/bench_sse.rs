@@ -176,6 +176,31 @@ impl Proxy {
         self.pids().into_iter().map(cpu_ticks).sum()
     }
 
+    /// Scheduling of every thread of every process (`/proc/PID/task/TID/schedstat`): time
+    /// waiting on a run queue for a core, in nanoseconds, and the times it was given one.
+    pub(crate) fn run_queue(self) -> RunQueue {
+        let mut total = RunQueue::default();
+        for pid in self.pids() {
+            let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let Ok(text) = fs::read_to_string(task.path().join("schedstat")) else {
+                    continue;
+                };
+                let fields: Vec<u64> = text
+                    .split_whitespace()
+                    .filter_map(|f| f.parse().ok())
+                    .collect();
+                if let [_, wait_ns, slices] = fields[..] {
+                    total.wait_ns += wait_ns;
+                    total.slices += slices;
+                }
+            }
+        }
+        total
+    }
+
     /// stime of every process (CPU spent in the kernel on its behalf), in clock ticks.
     pub(crate) fn kernel_ticks(self) -> Result<u64, String> {
         self.pids().into_iter().map(kernel_ticks).sum()
@@ -184,6 +209,23 @@ impl Proxy {
     /// VmRSS of every process, in KiB.
     pub(crate) fn rss_kib(self) -> Result<u64, String> {
         self.pids().into_iter().map(rss_kib).sum()
+    }
+}
+
+/// Run-queue figures of a proxy's threads, summed ([`Proxy::run_queue`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RunQueue {
+    /// Nanoseconds spent runnable but waiting for a core.
+    pub(crate) wait_ns: u64,
+    /// Times a thread was put on a core.
+    pub(crate) slices: u64,
+}
+
+impl RunQueue {
+    /// Mean wait for a core per time put on one, in microseconds, from `before` to `self`.
+    pub(crate) fn wait_us_since(self, before: RunQueue) -> Option<f64> {
+        let slices = self.slices.checked_sub(before.slices).filter(|n| *n > 0)?;
+        Some(self.wait_ns.saturating_sub(before.wait_ns) as f64 / 1e3 / slices as f64)
     }
 }
 
@@ -667,6 +709,8 @@ struct Results {
     cpu_us_per_event: Option<f64>,
     /// The part of `cpu_us_per_event` spent in the kernel (stime).
     kernel_us_per_event: Option<f64>,
+    /// Mean time a proxy thread waited for a core each time it was woken (fan-out).
+    run_queue_wait_us: Option<f64>,
     rss_base_mib: Option<f64>,
     idle_kib_per_stream: Option<f64>,
     /// RSS still held per stream after the idle streams closed.
@@ -1044,7 +1088,7 @@ fn measure(
 }
 
 /// `perf record` sampling one proxy during one workload (`--perf DIR`).
-struct Profile {
+pub(crate) struct Profile {
     child: std::process::Child,
     data: PathBuf,
 }
@@ -1052,14 +1096,18 @@ struct Profile {
 impl Profile {
     /// Starts sampling `target` (zilla's plain chain and nginx only) when `--perf` is given.
     fn start(args: &Args, target: &Target, workload: &str) -> Result<Option<Profile>, String> {
-        let (Some(dir), Some(proxy)) = (&args.perf, target.proxy) else {
-            return Ok(None);
-        };
-        if !matches!(target.name, "zilla" | "nginx") {
-            return Ok(None);
+        match (&args.perf, target.proxy) {
+            (Some(dir), Some(proxy)) if matches!(target.name, "zilla" | "nginx") => {
+                Profile::record(dir, &format!("{}-{workload}", target.name), proxy).map(Some)
+            }
+            _ => Ok(None),
         }
+    }
+
+    /// Samples `proxy` into `DIR/NAME.data` until [`Profile::finish`].
+    pub(crate) fn record(dir: &Path, name: &str, proxy: Proxy) -> Result<Profile, String> {
         fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let data = dir.join(format!("{}-{workload}.data", target.name));
+        let data = dir.join(format!("{name}.data"));
         let pids: Vec<String> = proxy.pids().iter().map(u32::to_string).collect();
         let child = std::process::Command::new("perf")
             .args(["record", "-q", "-F", "999", "-o"])
@@ -1071,11 +1119,11 @@ impl Profile {
             .map_err(|e| format!("perf (apt-get install linux-perf): {e}"))?;
         // perf needs a moment to attach before the workload starts.
         thread::sleep(Duration::from_millis(300));
-        Ok(Some(Profile { child, data }))
+        Ok(Profile { child, data })
     }
 
     /// Stops sampling and writes the hottest symbols beside the data (`.txt`).
-    fn finish(profile: Option<Profile>) -> Result<(), String> {
+    pub(crate) fn finish(profile: Option<Profile>) -> Result<(), String> {
         let Some(mut p) = profile else {
             return Ok(());
         };
@@ -1245,6 +1293,7 @@ fn fan_out(
     }
     let cpu_before = target.proxy.map(Proxy::cpu_ticks).transpose()?;
     let kernel_before = target.proxy.map(Proxy::kernel_ticks).transpose()?;
+    let queue_before = target.proxy.map(Proxy::run_queue);
     let period_ns = (1e9 / args.rate) as u128;
     let start = Instant::now() + Duration::from_millis(20);
     let size = args.size;
@@ -1278,6 +1327,7 @@ fn fan_out(
     let window = start.elapsed();
     let cpu_after = target.proxy.map(Proxy::cpu_ticks).transpose()?;
     let kernel_after = target.proxy.map(Proxy::kernel_ticks).transpose()?;
+    let queue_after = target.proxy.map(Proxy::run_queue);
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::with_capacity(sent as usize);
     let mut firsts = Vec::with_capacity(n);
@@ -1349,6 +1399,9 @@ fn fan_out(
     if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
         let seconds = b.saturating_sub(a) as f64 / ticks_per_second;
         results.cpu_us_per_event = Some(seconds * 1e6 / delivered.max(1) as f64);
+    }
+    if let (Some(a), Some(b)) = (queue_before, queue_after) {
+        results.run_queue_wait_us = b.wait_us_since(a);
     }
     if let (Some(a), Some(b)) = (kernel_before, kernel_after) {
         let seconds = b.saturating_sub(a) as f64 / ticks_per_second;
@@ -1470,7 +1523,7 @@ fn table(results: &[(&str, Results)]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     type Metric = (&'static str, fn(&Results) -> Option<f64>, usize, bool);
-    let metrics: [Metric; 24] = [
+    let metrics: [Metric; 25] = [
         (
             "saturation: events/s (100 streams)",
             |r| r.saturation_events_s,
@@ -1521,6 +1574,12 @@ fn table(results: &[(&str, Results)]) -> String {
         ),
         ("proxy CPU per event (us)", |r| r.cpu_us_per_event, 2, true),
         ("  of which kernel (us)", |r| r.kernel_us_per_event, 2, true),
+        (
+            "proxy wait for a core per wake-up (us)",
+            |r| r.run_queue_wait_us,
+            1,
+            true,
+        ),
         ("burst: latency p50 (us)", |r| r.burst_p50_us, 0, true),
         ("burst: latency p99 (us)", |r| r.burst_p99_us, 0, true),
         ("slow reader flooded: p99 (us)", |r| r.slow_p99_us, 0, true),

@@ -10,11 +10,11 @@
 //!   compare tcp proxying through zilla with a direct connection (and nginx,
 //!   when installed).
 //! - `cargo xtask bench sse [--clients N] [--rate R] [--size S] [--seconds D]
-//!   [--idle M]`: SSE fan-out latency, CPU per event and idle memory per
+//!   [--idle M] [--perf DIR]`: SSE fan-out latency, CPU per event and idle memory per
 //!   stream, direct vs through zilla's SSE proxy (and nginx, when installed).
 //! - `cargo xtask bench broadcast [--clients N,N] [--rate R] [--seconds D]`: one feed to many
 //!   clients and a reconnect storm, zilla with shared feeds vs without vs nginx.
-//! - `cargo xtask bench h2 [--clients N] [--rate R] [--seconds D]`: the SSE workloads with
+//! - `cargo xtask bench h2 [--clients N] [--rate R] [--seconds D] [--perf DIR]`: the SSE workloads with
 //!   HTTP/2 (h2c and TLS) towards the clients, zilla vs nginx.
 //! - `cargo xtask bench validate [--clients N] [--seconds D] [--repeats N]`: SSE events per second and per
 //!   CPU-second through zilla with and without JSON Schema validation, alternating runs.
@@ -54,7 +54,7 @@ commands:
         64-byte round trips on one connection (--seconds each, default 5),
         round trips on --connections concurrent connections (default 50).
 
-  bench sse [--clients N] [--rate R] [--size S] [--seconds D] [--idle M]
+  bench sse [--clients N] [--rate R] [--size S] [--seconds D] [--idle M] [--perf DIR]
       Builds zilla in release mode and measures, directly against an
       in-process SSE backend, through zilla (the examples/sse.proxy chain)
       and through nginx (proxy_pass, buffering off) when installed:
@@ -62,8 +62,12 @@ commands:
           --rate events/s (default 20) of --size bytes (default 256) for
           --seconds (default 10); p50/p99/p99.9 backend-write to client-read
           latency and events delivered vs sent,
-        proxy CPU time per event (utime+stime from /proc),
+        proxy CPU time per event (utime+stime from /proc) and its kernel part,
+        how long the proxy's threads waited for a core per wake-up,
         proxy RSS per idle stream with --idle streams open (default 1000).
+      --perf DIR: a profiling run; `perf record` samples zilla and nginx
+        during saturation and fan-out into DIR (NAME.data, and NAME.txt with
+        the hottest symbols); its tables are not written to docs/bench.
 
   bench broadcast [--clients N[,N...]] [--rate R] [--seconds D]
       Builds zilla in release mode; one feed served by an in-process backend
@@ -75,13 +79,13 @@ commands:
       events missed or duplicated, requests that reached the backend.
       Also run at the end of bench sse. Writes docs/bench/broadcast.md.
 
-  bench h2 [--clients N] [--rate R] [--seconds D]
+  bench h2 [--clients N] [--rate R] [--seconds D] [--perf DIR]
       Builds zilla in release mode; saturation (100 streams on one
       connection) and fan-out (--clients streams, default 1000, 100 a
       connection, --rate events/s, default 20, for --seconds, default 5) with
       HTTP/2 towards the clients, cleartext and over TLS, through zilla and
       nginx (listen http2 / ssl http2). Also run by bench sse. Writes
-      docs/bench/h2.md.
+      docs/bench/h2.md. --perf DIR: profiles each proxy's fan-out instead.
 
   bench validate [--clients N] [--seconds D] [--repeats N]
       Builds zilla in release mode and runs it (one worker) in turn with the
