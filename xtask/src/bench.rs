@@ -121,7 +121,15 @@ pub(crate) fn count(flag: &str, value: &str, min: usize, max: usize) -> Result<u
 }
 
 /// Builds zilla in release mode (the benchmarks measure that); the binary's path.
+/// `ZILLA_BENCH_BINARY=PATH` measures that binary instead (to compare two builds).
 pub(crate) fn release_zilla() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("ZILLA_BENCH_BINARY") {
+        println!(
+            "==> measuring {} (ZILLA_BENCH_BINARY)",
+            path.to_string_lossy()
+        );
+        return Ok(PathBuf::from(path));
+    }
     let root = workspace_root();
     println!("==> cargo build --release -p zilla");
     let built = cargo(&root)
@@ -131,7 +139,14 @@ pub(crate) fn release_zilla() -> Result<PathBuf, String> {
     if !built.success() {
         return Err("zilla failed to build".into());
     }
-    Ok(target_dir(&root).join("release").join("zilla"))
+    Ok(zilla_binary())
+}
+
+/// The zilla binary the benchmarks run: `ZILLA_BENCH_BINARY`, or the release build.
+pub(crate) fn zilla_binary() -> PathBuf {
+    std::env::var_os("ZILLA_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir(&workspace_root()).join("release").join("zilla"))
 }
 
 /// The time now, `YYYY-MM-DD HH:MM UTC`, for the results a run writes.

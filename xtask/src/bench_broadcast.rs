@@ -31,7 +31,6 @@ use crate::bench_sse::{
     clock_ticks_per_second, event_data, find, lock, machine_note, percentile_us, zilla_bindings,
     NginxHttp, Proxy, SseDecoder, CLIENT_STACK,
 };
-use crate::{target_dir, workspace_root};
 
 /// Bytes of each event, as written by the backend (without chunk framing).
 const EVENT_SIZE: usize = 256;
@@ -447,7 +446,7 @@ fn run_clients(
 
 /// Runs every workload on every target; the table, and whether every event arrived once.
 pub(crate) fn bench(args: &Args) -> Result<(String, bool), String> {
-    let zilla_bin = target_dir(&workspace_root()).join("release").join("zilla");
+    let zilla_bin = crate::bench::zilla_binary();
     let backend = FeedBackend::start()?;
     let work = TempDir::new()?;
     let mut zillas = Vec::new();

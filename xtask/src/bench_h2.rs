@@ -28,7 +28,6 @@ use crate::bench_sse::{
     clock_ticks_per_second, event_data, find, machine_note, percentile_us, send, wait_for,
     zilla_bindings, Backend, NginxHttp, Profile, Proxy, EVENT_OVERHEAD, FLOOD_PATH, SENDERS,
 };
-use crate::{target_dir, workspace_root};
 
 /// Streams per HTTP/2 connection (zilla's default concurrent streams limit).
 const STREAMS_PER_CONNECTION: usize = 100;
@@ -485,7 +484,7 @@ fn fan_out(
 
 /// Runs the h2 workloads; the table and whether every event arrived.
 pub(crate) fn bench(args: &Args) -> Result<(String, bool), String> {
-    let zilla_bin = target_dir(&workspace_root()).join("release").join("zilla");
+    let zilla_bin = crate::bench::zilla_binary();
     let work = TempDir::new()?;
     crate::certs::localhost(work.path(), "Bench CA", PASSWORD)?;
     let tls = connector(&work.path().join("ca.pem"))?;

@@ -46,6 +46,9 @@ commands:
          against target/debug/zilla (CARGO_TARGET_DIR is honoured)
       Ends with one line `N passed, M failed`; exits non-zero on failure.
 
+  (every bench builds zilla in release mode; ZILLA_BENCH_BINARY=PATH measures
+  that binary instead, to compare two builds side by side with the same peer)
+
   bench tcp [--seconds N] [--bytes N] [--connections N]
       Builds zilla in release mode and measures, directly against an
       in-process backend, through zilla (tcp server -> tcp client) and
