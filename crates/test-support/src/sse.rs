@@ -41,11 +41,14 @@ impl SseBackend {
                         Some(h) => h,
                         None => return,
                     };
+                    let (lock, cv) = &*s;
+                    // The head is written under the lock that registers the stream: a test that
+                    // saw the 200 through the proxy finds the stream open (a broadcast right
+                    // after it reaches it), and no event can go out before the head.
+                    let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
                     let ok = conn
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
                         .is_ok();
-                    let (lock, cv) = &*s;
-                    let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
                     st.requests.push(head);
                     st.streams
                         .push(if ok { conn.try_clone().ok() } else { None });
