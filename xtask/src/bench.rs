@@ -120,15 +120,22 @@ pub(crate) fn count(flag: &str, value: &str, min: usize, max: usize) -> Result<u
         .ok_or_else(|| format!("invalid {flag} `{value}` ({min}..={max})"))
 }
 
-/// Builds zilla in release mode (the benchmarks measure that); the binary's path.
-/// `ZILLA_BENCH_BINARY=PATH` measures that binary instead (to compare two builds).
+/// Names a zilla binary for the benchmarks to measure instead of building one (to compare two
+/// builds against the same peer).
+const BENCH_BINARY: &str = "ZILLA_BENCH_BINARY";
+
+/// Builds zilla in release mode (the benchmarks measure that), or checks the binary
+/// `ZILLA_BENCH_BINARY` names; the binary's path.
 pub(crate) fn release_zilla() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("ZILLA_BENCH_BINARY") {
-        println!(
-            "==> measuring {} (ZILLA_BENCH_BINARY)",
-            path.to_string_lossy()
-        );
-        return Ok(PathBuf::from(path));
+    if let Some(bin) = chosen_binary() {
+        if !bin.is_file() {
+            return Err(format!(
+                "{BENCH_BINARY}={}: no such file (give a zilla binary, or unset it to build one)",
+                bin.display()
+            ));
+        }
+        println!("==> measuring {} ({BENCH_BINARY})", bin.display());
+        return Ok(bin);
     }
     let root = workspace_root();
     println!("==> cargo build --release -p zilla");
@@ -142,11 +149,22 @@ pub(crate) fn release_zilla() -> Result<PathBuf, String> {
     Ok(zilla_binary())
 }
 
+fn chosen_binary() -> Option<PathBuf> {
+    std::env::var_os(BENCH_BINARY).map(PathBuf::from)
+}
+
 /// The zilla binary the benchmarks run: `ZILLA_BENCH_BINARY`, or the release build.
 pub(crate) fn zilla_binary() -> PathBuf {
-    std::env::var_os("ZILLA_BENCH_BINARY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir(&workspace_root()).join("release").join("zilla"))
+    chosen_binary().unwrap_or_else(|| target_dir(&workspace_root()).join("release").join("zilla"))
+}
+
+/// Sends signal `name` (`TERM`, `INT`, `KILL`) to `pid` with kill(1).
+pub(crate) fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// The time now, `YYYY-MM-DD HH:MM UTC`, for the results a run writes.
@@ -706,10 +724,7 @@ pub(crate) fn launch_nginx(
 
 /// SIGTERM to the nginx master, up to 5s for it to exit, then SIGKILL.
 pub(crate) fn stop_nginx(child: &mut Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
+    signal(child.id(), "TERM");
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {

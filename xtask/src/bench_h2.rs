@@ -425,7 +425,7 @@ fn fan_out(
     for (i, s) in streams.into_iter().enumerate() {
         shares[i % senders].push((i, s));
     }
-    let (cpu0, kernel0) = (target.proxy.cpu_ticks()?, target.proxy.kernel_ticks()?);
+    let cpu0 = target.proxy.times()?;
     let period_ns = (1e9 / args.rate) as u128;
     let start = Instant::now() + Duration::from_millis(20);
     let handles: Vec<_> = shares
@@ -451,7 +451,7 @@ fn fan_out(
     while seen.events.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(2));
     }
-    let (cpu1, kernel1) = (target.proxy.cpu_ticks()?, target.proxy.kernel_ticks()?);
+    let cpu1 = target.proxy.times()?;
     stop.store(true, Ordering::Relaxed);
     let _ = handle.join();
     drop(upstreams);
@@ -461,9 +461,7 @@ fn fan_out(
     latencies.sort_unstable();
     r.sent = sent;
     r.delivered = delivered;
-    r.cpu_us_per_event = cpu1.saturating_sub(cpu0) as f64 / ticks * 1e6 / delivered.max(1) as f64;
-    r.kernel_us_per_event =
-        kernel1.saturating_sub(kernel0) as f64 / ticks * 1e6 / delivered.max(1) as f64;
+    (r.cpu_us_per_event, r.kernel_us_per_event) = cpu1.us_per_event_since(cpu0, ticks, delivered);
     r.p50_us = percentile_us(&latencies, 0.5);
     r.p99_us = percentile_us(&latencies, 0.99);
     if delivered != sent {

@@ -201,14 +201,47 @@ impl Proxy {
         total
     }
 
-    /// stime of every process (CPU spent in the kernel on its behalf), in clock ticks.
-    pub(crate) fn kernel_ticks(self) -> Result<u64, String> {
-        self.pids().into_iter().map(kernel_ticks).sum()
+    /// CPU time of every process and the kernel's part of it (one read of each `stat`).
+    pub(crate) fn times(self) -> Result<CpuTimes, String> {
+        let mut sum = CpuTimes::default();
+        for pid in self.pids() {
+            let (user, system) = stat_times(pid)?;
+            sum.total += user + system;
+            sum.kernel += system;
+        }
+        Ok(sum)
     }
 
     /// VmRSS of every process, in KiB.
     pub(crate) fn rss_kib(self) -> Result<u64, String> {
         self.pids().into_iter().map(rss_kib).sum()
+    }
+}
+
+/// CPU time of a proxy, in clock ticks ([`Proxy::times`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CpuTimes {
+    /// utime + stime.
+    pub(crate) total: u64,
+    /// stime: time the kernel spent on the proxy's behalf.
+    pub(crate) kernel: u64,
+}
+
+impl CpuTimes {
+    /// Microseconds of CPU and of kernel time per event from `before` to `self`.
+    pub(crate) fn us_per_event_since(
+        self,
+        before: CpuTimes,
+        ticks_per_second: f64,
+        events: u64,
+    ) -> (f64, f64) {
+        let per = |a: u64, b: u64| {
+            a.saturating_sub(b) as f64 / ticks_per_second * 1e6 / events.max(1) as f64
+        };
+        (
+            per(self.total, before.total),
+            per(self.kernel, before.kernel),
+        )
     }
 }
 
@@ -237,21 +270,18 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 }
 
 pub(crate) fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    stat_times(pid).map(|(user, system)| user + system)
+}
+
+/// utime and stime of `pid`, in clock ticks.
+fn stat_times(pid: u32) -> Result<(u64, u64), String> {
     let fields = stat_fields(pid).ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
     // utime and stime are fields 14 and 15 of stat, 11 and 12 after the name.
     let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
     match (field(11), field(12)) {
-        (Some(u), Some(s)) => Ok(u + s),
+        (Some(u), Some(s)) => Ok((u, s)),
         _ => Err(format!("unexpected /proc/{pid}/stat")),
     }
-}
-
-fn kernel_ticks(pid: u32) -> Result<u64, String> {
-    let fields = stat_fields(pid).ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
-    fields
-        .get(12)
-        .and_then(|f| f.parse::<u64>().ok())
-        .ok_or_else(|| format!("unexpected /proc/{pid}/stat"))
 }
 
 fn rss_kib(pid: u32) -> Result<u64, String> {
@@ -434,12 +464,11 @@ fn saturation(
         );
     }
     thread::sleep(Duration::from_millis(500));
-    let cpu = |t: &Target| t.proxy.map(|p| p.cpu_ticks()).transpose();
-    let kernel = |t: &Target| t.proxy.map(|p| p.kernel_ticks()).transpose();
-    let (c0, t0, k0) = (count.load(Ordering::Relaxed), cpu(target)?, kernel(target)?);
+    let cpu = |t: &Target| t.proxy.map(Proxy::times).transpose();
+    let (c0, t0) = (count.load(Ordering::Relaxed), cpu(target)?);
     let started = Instant::now();
     thread::sleep(Duration::from_secs_f64(seconds));
-    let (c1, t1, k1) = (count.load(Ordering::Relaxed), cpu(target)?, kernel(target)?);
+    let (c1, t1) = (count.load(Ordering::Relaxed), cpu(target)?);
     let elapsed = started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
     for r in readers {
@@ -448,12 +477,10 @@ fn saturation(
     let events = c1 - c0;
     results.saturation_events_s = Some(events as f64 / elapsed);
     if let (Some(t0), Some(t1)) = (t0, t1) {
-        let cpu_s = (t1 - t0) as f64 / ticks_per_second;
-        results.saturation_cpu_s_per_m = Some(cpu_s / (events.max(1) as f64 / 1e6));
-    }
-    if let (Some(k0), Some(k1)) = (k0, k1) {
-        let kernel_s = k1.saturating_sub(k0) as f64 / ticks_per_second;
-        results.saturation_kernel_s_per_m = Some(kernel_s / (events.max(1) as f64 / 1e6));
+        // CPU-seconds per million events are microseconds per event.
+        let (cpu, kernel) = t1.us_per_event_since(t0, ticks_per_second, events);
+        results.saturation_cpu_s_per_m = Some(cpu);
+        results.saturation_kernel_s_per_m = Some(kernel);
     }
     Ok(())
 }
@@ -819,10 +846,7 @@ impl Drop for NginxHttp {
             for pid in workers {
                 let name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 if name.trim() == "nginx" {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .stderr(Stdio::null())
-                        .status();
+                    crate::bench::signal(pid, "KILL");
                 }
             }
         }
@@ -1087,7 +1111,8 @@ fn measure(
     Ok(results)
 }
 
-/// `perf record` sampling one proxy during one workload (`--perf DIR`).
+/// `perf record` sampling one proxy during one workload (`--perf DIR`); dropping it stops
+/// the sampling (a workload that failed leaves no perf behind).
 pub(crate) struct Profile {
     child: std::process::Child,
     data: PathBuf,
@@ -1104,33 +1129,35 @@ impl Profile {
         }
     }
 
-    /// Samples `proxy` into `DIR/NAME.data` until [`Profile::finish`].
+    /// Samples `proxy` into `DIR/NAME.data` (perf's own messages into `DIR/NAME.log`) until
+    /// [`Profile::finish`].
     pub(crate) fn record(dir: &Path, name: &str, proxy: Proxy) -> Result<Profile, String> {
         fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let data = dir.join(format!("{name}.data"));
+        let log = fs::File::create(data.with_extension("log"))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         let pids: Vec<String> = proxy.pids().iter().map(u32::to_string).collect();
         let child = std::process::Command::new("perf")
             .args(["record", "-q", "-F", "999", "-o"])
             .arg(&data)
             .args(["-p", &pids.join(",")])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
-            .map_err(|e| format!("perf (apt-get install linux-perf): {e}"))?;
+            .map_err(|e| format!("cannot run perf (apt-get install linux-perf): {e}"))?;
         // perf needs a moment to attach before the workload starts.
         thread::sleep(Duration::from_millis(300));
         Ok(Profile { child, data })
     }
 
-    /// Stops sampling and writes the hottest symbols beside the data (`.txt`).
+    /// Stops sampling and writes the hottest symbols beside the data (`NAME.txt`); an error
+    /// with perf's own words when it recorded nothing.
     pub(crate) fn finish(profile: Option<Profile>) -> Result<(), String> {
-        let Some(mut p) = profile else {
+        let Some(p) = profile else {
             return Ok(());
         };
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &p.child.id().to_string()])
-            .status();
-        let _ = p.child.wait();
+        let data = p.data.clone();
+        drop(p);
         let report = std::process::Command::new("perf")
             .args([
                 "report",
@@ -1140,11 +1167,29 @@ impl Profile {
                 "0.5",
             ])
             .args(["--sort", "dso,symbol", "-i"])
-            .arg(&p.data)
+            .arg(&data)
             .output()
             .map_err(|e| format!("perf report: {e}"))?;
-        fs::write(p.data.with_extension("txt"), &report.stdout)
-            .map_err(|e| format!("{}: {e}", p.data.display()))
+        if !report.status.success() || report.stdout.is_empty() {
+            let log = fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+            return Err(format!(
+                "perf recorded nothing into {} ({}{}); perf_event_paranoid may forbid it: \
+                 sysctl kernel.perf_event_paranoid=1",
+                data.display(),
+                log.trim(),
+                String::from_utf8_lossy(&report.stderr).trim()
+            ));
+        }
+        fs::write(data.with_extension("txt"), &report.stdout)
+            .map_err(|e| format!("{}: {e}", data.display()))
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        // SIGINT: perf writes what it sampled and exits.
+        crate::bench::signal(self.child.id(), "INT");
+        let _ = self.child.wait();
     }
 }
 
@@ -1291,8 +1336,7 @@ fn fan_out(
     for (i, stream) in streams.into_iter().enumerate() {
         shares[i % senders].push((i, stream));
     }
-    let cpu_before = target.proxy.map(Proxy::cpu_ticks).transpose()?;
-    let kernel_before = target.proxy.map(Proxy::kernel_ticks).transpose()?;
+    let cpu_before = target.proxy.map(Proxy::times).transpose()?;
     let queue_before = target.proxy.map(Proxy::run_queue);
     let period_ns = (1e9 / args.rate) as u128;
     let start = Instant::now() + Duration::from_millis(20);
@@ -1325,8 +1369,7 @@ fn fan_out(
         thread::sleep(Duration::from_millis(1));
     }
     let window = start.elapsed();
-    let cpu_after = target.proxy.map(Proxy::cpu_ticks).transpose()?;
-    let kernel_after = target.proxy.map(Proxy::kernel_ticks).transpose()?;
+    let cpu_after = target.proxy.map(Proxy::times).transpose()?;
     let queue_after = target.proxy.map(Proxy::run_queue);
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::with_capacity(sent as usize);
@@ -1397,15 +1440,12 @@ fn fan_out(
     results.p999_us = percentile_us(&latencies, 0.999);
     results.max_us = percentile_us(&latencies, 1.0);
     if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
-        let seconds = b.saturating_sub(a) as f64 / ticks_per_second;
-        results.cpu_us_per_event = Some(seconds * 1e6 / delivered.max(1) as f64);
+        let (cpu, kernel) = b.us_per_event_since(a, ticks_per_second, delivered);
+        results.cpu_us_per_event = Some(cpu);
+        results.kernel_us_per_event = Some(kernel);
     }
     if let (Some(a), Some(b)) = (queue_before, queue_after) {
         results.run_queue_wait_us = b.wait_us_since(a);
-    }
-    if let (Some(a), Some(b)) = (kernel_before, kernel_after) {
-        let seconds = b.saturating_sub(a) as f64 / ticks_per_second;
-        results.kernel_us_per_event = Some(seconds * 1e6 / delivered.max(1) as f64);
     }
     let planned = Duration::from_secs_f64(args.seconds);
     if sending > planned + planned / 10 + Duration::from_millis(100) {
@@ -1893,23 +1933,70 @@ mod tests {
         assert!(cpu_ticks(me).is_ok());
         assert!(open_file_limit().is_some());
         assert!(children_of(me).is_empty() || !children_of(me).contains(&me));
+        // Some CPU, the kernel's part of it; and this process's threads were scheduled.
+        let spin = |until: Instant| while Instant::now() < until {};
+        let before = Proxy::Single(me).times().unwrap();
+        let queued = Proxy::Single(me).run_queue();
+        spin(Instant::now() + Duration::from_millis(50));
+        let after = Proxy::Single(me).times().unwrap();
+        assert!(after.total > before.total, "{before:?} {after:?}");
+        assert!(after.kernel <= after.total);
+        assert!(Proxy::Single(me).run_queue().slices >= queued.slices);
+        assert!(queued.slices > 0, "schedstat read: {queued:?}");
+    }
+
+    #[test]
+    fn per_event_figures() {
+        let before = CpuTimes {
+            total: 100,
+            kernel: 40,
+        };
+        let after = CpuTimes {
+            total: 300,
+            kernel: 90,
+        };
+        // 200 ticks at 100 a second over 1,000 events: 2 ms, 2,000 us an event; kernel 500.
+        assert_eq!(
+            after.us_per_event_since(before, 100.0, 1000),
+            (2000.0, 500.0)
+        );
+        // No event: per one, not a division by zero.
+        assert_eq!(after.us_per_event_since(before, 100.0, 0).0, 2e6);
+        let q0 = RunQueue {
+            wait_ns: 1_000,
+            slices: 10,
+        };
+        let q1 = RunQueue {
+            wait_ns: 51_000,
+            slices: 20,
+        };
+        assert_eq!(q1.wait_us_since(q0), Some(5.0));
+        assert_eq!(q0.wait_us_since(q0), None, "never woken: no mean");
+    }
+
+    /// A profile that recorded nothing says so, with perf's words, instead of an empty file.
+    #[test]
+    fn a_profile_of_nothing_is_an_error() {
+        let dir = crate::bench::TempDir::new().unwrap();
+        // No such process (pids are below 2^22).
+        let failed = Profile::record(dir.path(), "nothing", Proxy::Single(u32::MAX >> 1))
+            .and_then(|p| Profile::finish(Some(p)));
+        let e = failed.unwrap_err();
+        assert!(e.contains("perf"), "{e}");
+        assert!(!dir.path().join("nothing.txt").exists());
     }
 }
 
 #[cfg(test)]
-mod config_tests {
-    /// The metered config is one zilla accepts (`zilla validate`), when the binary is built.
-    #[test]
-    fn metered_config_is_valid() {
-        let text = super::zilla_config(7114, 8001, Some(7190));
-        assert!(text.contains("telemetry:\n  metrics:\n    - stream.active.received"));
-        assert_eq!(text.matches("metrics: [ \".*\" ]").count(), 6, "{text}");
+pub(crate) mod config_tests {
+    /// `zilla validate` accepts `text`, when the binary is built (it is by `cargo xtask test`).
+    pub(crate) fn assert_zilla_accepts(text: &str) {
         let bin = crate::workspace_root().join("target/debug/zilla");
         if !bin.exists() {
             return;
         }
         let dir = crate::bench::TempDir::new().unwrap();
-        std::fs::write(dir.path().join("zilla.yaml"), &text).unwrap();
+        std::fs::write(dir.path().join("zilla.yaml"), text).unwrap();
         let out = std::process::Command::new(bin)
             .args(["validate", "-c"])
             .arg(dir.path().join("zilla.yaml"))
@@ -1917,8 +2004,17 @@ mod config_tests {
             .unwrap();
         assert!(
             out.status.success(),
-            "{}",
+            "{}\n{text}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// The metered config is one zilla accepts.
+    #[test]
+    fn metered_config_is_valid() {
+        let text = super::zilla_config(7114, 8001, Some(7190));
+        assert!(text.contains("telemetry:\n  metrics:\n    - stream.active.received"));
+        assert_eq!(text.matches("metrics: [ \".*\" ]").count(), 6, "{text}");
+        assert_zilla_accepts(&text);
     }
 }

@@ -155,8 +155,8 @@ fn config(port: u16, backend: u16, validate: bool) -> String {
     }
     const SSE_SERVER: &str = "  north_sse_server:\n    type: sse\n    kind: server\n";
     assert!(
-        chain.contains(SSE_SERVER),
-        "the bench chain has an sse server"
+        chain.contains(SSE_SERVER) && chain.contains("\nbindings:\n"),
+        "the bench chain has a bindings section with an sse server"
     );
     let requests = "    options:\n      requests:\n        - path: ^/events\n          content:\n            model: json\n            catalog:\n              catalog0:\n                - subject: event\n";
     let catalogs = format!(
@@ -164,7 +164,7 @@ fn config(port: u16, backend: u16, validate: bool) -> String {
     );
     chain
         .replacen(SSE_SERVER, &format!("{SSE_SERVER}{requests}"), 1)
-        .replacen("bindings:\n", &catalogs, 1)
+        .replacen("\nbindings:\n", &format!("\n{catalogs}"), 1)
 }
 
 /// One proxy's run: events/s delivered and the proxy's CPU (cores).
@@ -254,5 +254,31 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
             eprintln!("xtask bench validate: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The validated chain is the bench chain with an inline catalog and the sse server's
+    /// `requests`, and zilla accepts it; the unvalidated one is the bench chain as is.
+    #[test]
+    fn the_validated_config_adds_the_catalog_and_the_requests() {
+        let plain = super::config(7114, 8001, false);
+        assert_eq!(plain, crate::bench_sse::zilla_bindings(7114, 8001));
+        let checked = super::config(7114, 8001, true);
+        let catalog = checked
+            .find("catalogs:\n  catalog0:\n    type: inline")
+            .unwrap();
+        assert!(
+            catalog < checked.find("\nbindings:\n").unwrap(),
+            "{checked}"
+        );
+        assert!(
+            checked.contains(
+                "    kind: server\n    options:\n      requests:\n        - path: ^/events"
+            ),
+            "{checked}"
+        );
+        crate::bench_sse::config_tests::assert_zilla_accepts(&checked);
     }
 }
