@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 
 pub use otlp::{ExportLogsServiceRequest, ExportMetricsServiceRequest, OtlpCollector};
 pub use registry::{FakeRegistry, RegistryMode, RegistryRequest};
-pub use sse::{rss_kib, SseBackend};
+pub use sse::{read_head, rss_kib, SseBackend};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -265,10 +265,35 @@ pub fn run(bin: &Path, args: &[&str], dir: &Path) -> (i32, String, String) {
     )
 }
 
-/// The shape of the `examples/sse.proxy` chain, over HTTP/1.1 on both sides and without its
-/// routes and CORS (tcp, http and sse server; sse, http and tcp client), listening on 127.0.0.1:`port` and proxying to the SSE backend on
-/// 127.0.0.1:`backend`: the zilla.yaml of every test that needs a plain SSE proxy.
+/// The upstream half of every test's SSE proxy, as entries of `bindings:`: `south_sse_client`
+/// -> `south_http_client` (HTTP/1.1) -> `south_tcp_client`, to the SSE backend on
+/// 127.0.0.1:`backend`. A test writes its own north side (`north_sse_server` exits to
+/// `south_sse_client`) and appends this.
+pub fn sse_upstream_bindings(backend: u16) -> String {
+    format!(
+        "  south_sse_client:
+    type: sse
+    kind: client
+    exit: south_http_client
+  south_http_client:
+    type: http
+    kind: client
+    options: {{ versions: [ http/1.1 ] }}
+    exit: south_tcp_client
+  south_tcp_client:
+    type: tcp
+    kind: client
+    options: {{ host: 127.0.0.1, port: {backend} }}
+"
+    )
+}
+
+/// The shape of the `examples/sse.proxy` chain over HTTP/1.1 on both sides, without its routes
+/// and CORS: tcp, http and sse server listening on 127.0.0.1:`port`, then
+/// [`sse_upstream_bindings`] to the SSE backend on 127.0.0.1:`backend`. The zilla.yaml of every
+/// test that needs a plain SSE proxy.
 pub fn sse_proxy_config(port: u16, backend: u16) -> String {
+    let south = sse_upstream_bindings(backend);
     format!(
         "name: test
 bindings:
@@ -286,19 +311,6 @@ bindings:
     type: sse
     kind: server
     exit: south_sse_client
-  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options: {{ versions: [ http/1.1 ] }}
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
-"
+{south}"
     )
 }

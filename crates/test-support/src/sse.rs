@@ -187,7 +187,10 @@ impl SseBackend {
     }
 }
 
-fn read_head(conn: &mut TcpStream) -> Option<String> {
+/// Reads an HTTP head (a request's or a response's) up to its blank line, byte by byte, so
+/// nothing after it is consumed; `None` when the connection ends first or the head passes
+/// 64 KiB.
+pub fn read_head(conn: &mut TcpStream) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

@@ -35,6 +35,7 @@ fn config(port: u16, backend: u16, share: Option<&str>, guard: Option<(&str, &st
         ),
         None => (String::new(), "    exit: south_sse_client\n".to_string(), ""),
     };
+    let south = zilla_test_support::sse_upstream_bindings(backend);
     format!(
         r#"name: example
 {guards}bindings:
@@ -50,20 +51,7 @@ fn config(port: u16, backend: u16, share: Option<&str>, guard: Option<(&str, &st
   north_sse_server:
     type: sse
     kind: server
-{options}{guarded}  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options: {{ versions: [ http/1.1 ] }}
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
-"#
+{options}{guarded}{south}"#
     )
 }
 

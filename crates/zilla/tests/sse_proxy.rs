@@ -18,6 +18,7 @@ fn bin() -> &'static Path {
 const SECOND: Duration = Duration::from_secs(1);
 
 fn config(port: u16, backend: u16) -> String {
+    let south = zilla_test_support::sse_upstream_bindings(backend);
     format!(
         "name: test
 bindings:
@@ -40,21 +41,7 @@ bindings:
     type: sse
     kind: server
     exit: south_sse_client
-  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options:
-      versions: [ http/1.1 ]
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
-"
+{south}"
     )
 }
 
@@ -177,17 +164,7 @@ fn get(port: u16, extra: &str) -> TcpStream {
 }
 
 fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            s.read(&mut b).unwrap(),
-            1,
-            "connection closed during the response head"
-        );
-        head.push(b[0]);
-    }
-    String::from_utf8(head).unwrap()
+    zilla_test_support::read_head(s).expect("connection closed during the response head")
 }
 
 /// An upstream that does not answer with an event stream refuses the client's: a 4xx status
@@ -208,19 +185,13 @@ fn upstream_answers_that_are_not_event_streams_refuse_the_stream() {
     std::thread::spawn(move || {
         for conn in upstream.incoming() {
             let (mut conn, answers) = (conn.unwrap(), answers.clone());
-            std::thread::spawn(move || loop {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if conn.read(&mut b).unwrap_or(0) == 0 {
+            std::thread::spawn(move || {
+                while zilla_test_support::read_head(&mut conn).is_some() {
+                    let Some(answer) = answers.lock().unwrap().next() else {
                         return;
-                    }
-                    head.push(b[0]);
+                    };
+                    conn.write_all(answer).unwrap();
                 }
-                let Some(answer) = answers.lock().unwrap().next() else {
-                    return;
-                };
-                conn.write_all(answer).unwrap();
             });
         }
     });

@@ -408,6 +408,7 @@ fn events_config(
     collector: &str,
     n: &str,
 ) -> String {
+    let south = zilla_test_support::sse_upstream_bindings(backend);
     format!(
         r#"name: example
 telemetry:
@@ -456,19 +457,7 @@ bindings:
     type: sse
     kind: server
     exit: south_sse_client
-  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options: {{ versions: [ http/1.1 ] }}
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
+{south}
   dns_tcp_server:
     type: tcp
     kind: server
@@ -629,6 +618,7 @@ mod otlp {
     }
 
     fn config(port: u16, backend: u16, collector: &str) -> String {
+        let south = zilla_test_support::sse_upstream_bindings(backend);
         format!(
             r#"name: example
 telemetry:
@@ -661,20 +651,7 @@ bindings:
     kind: server
     telemetry: {{ metrics: [ "sse.*" ] }}
     exit: south_sse_client
-  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options: {{ versions: [ http/1.1 ] }}
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
-"#
+{south}"#
         )
     }
 

@@ -36,6 +36,7 @@ const SCHEMA: &str = r#"{
 }"#;
 
 fn config(port: u16, backend: u16) -> String {
+    let south = zilla_test_support::sse_upstream_bindings(backend);
     format!(
         "name: test
 catalogs:
@@ -71,21 +72,7 @@ bindings:
     telemetry:
       metrics: [ \"sse.*\" ]
     exit: south_sse_client
-  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options:
-      versions: [ http/1.1 ]
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
-"
+{south}"
     )
 }
 

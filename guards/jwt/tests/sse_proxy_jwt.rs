@@ -40,6 +40,7 @@ fn token(scope: &str, exp: u64) -> String {
 
 fn config(port: u16, backend: u16) -> String {
     let jwk = serde_json::to_string(&keys().jwk).unwrap();
+    let south = zilla_test_support::sse_upstream_bindings(backend);
     format!(
         r#"name: test
 telemetry:
@@ -96,21 +97,7 @@ bindings:
         guarded:
           authn_jwt: [ "proxy:stream" ]
         exit: south_sse_client
-  south_sse_client:
-    type: sse
-    kind: client
-    exit: south_http_client
-  south_http_client:
-    type: http
-    kind: client
-    options:
-      versions: [ http/1.1 ]
-    exit: south_tcp_client
-  south_tcp_client:
-    type: tcp
-    kind: client
-    options: {{ host: 127.0.0.1, port: {backend} }}
-"#
+{south}"#
     )
 }
 
