@@ -128,12 +128,7 @@ const BENCH_BINARY: &str = "ZILLA_BENCH_BINARY";
 /// `ZILLA_BENCH_BINARY` names; the binary's path.
 pub(crate) fn release_zilla() -> Result<PathBuf, String> {
     if let Some(bin) = chosen_binary() {
-        if !bin.is_file() {
-            return Err(format!(
-                "{BENCH_BINARY}={}: no such file (give a zilla binary, or unset it to build one)",
-                bin.display()
-            ));
-        }
+        chosen_exists(&bin)?;
         println!("==> measuring {} ({BENCH_BINARY})", bin.display());
         return Ok(bin);
     }
@@ -147,6 +142,17 @@ pub(crate) fn release_zilla() -> Result<PathBuf, String> {
         return Err("zilla failed to build".into());
     }
     Ok(zilla_binary())
+}
+
+/// An error that says what to do when the binary `ZILLA_BENCH_BINARY` names is not there.
+fn chosen_exists(bin: &Path) -> Result<(), String> {
+    if bin.is_file() {
+        return Ok(());
+    }
+    Err(format!(
+        "{BENCH_BINARY}={}: no such file (give a zilla binary, or unset it to build one)",
+        bin.display()
+    ))
 }
 
 fn chosen_binary() -> Option<PathBuf> {
@@ -800,6 +806,17 @@ impl Drop for TempDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chosen_binary_that_is_not_there_says_what_to_do() {
+        let e = chosen_exists(Path::new("/nonexistent/zilla")).unwrap_err();
+        assert!(
+            e.contains("ZILLA_BENCH_BINARY=/nonexistent/zilla: no such file"),
+            "{e}"
+        );
+        assert!(e.contains("unset it to build one"), "{e}");
+        assert!(chosen_exists(Path::new(env!("CARGO"))).is_ok());
+    }
 
     #[test]
     fn parses_byte_counts() {
