@@ -69,8 +69,10 @@ commands:
         how long the proxy's threads waited for a core per wake-up,
         proxy RSS per idle stream with --idle streams open (default 1000).
       --perf DIR: a profiling run; `perf record` samples zilla and nginx
-        during saturation and fan-out into DIR (NAME.data, and NAME.txt with
-        the hottest symbols); its tables are not written to docs/bench.
+        during saturation and fan-out into DIR (NAME.data, NAME.txt with the
+        hottest symbols, NAME.log with perf's own messages; a profile that
+        recorded nothing fails the run with them); its tables are not written
+        to docs/bench.
 
   bench broadcast [--clients N[,N...]] [--rate R] [--seconds D]
       Builds zilla in release mode; one feed served by an in-process backend
